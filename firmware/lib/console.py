@@ -1,0 +1,224 @@
+# Line console shared by both boards. People get prose and a prompt; host tools
+# switch to machine mode (`mode json`) where every reply is one JSON object on
+# one line and asynchronous events are lines tagged with "!". Every line gets
+# exactly one reply, and a bad line never changes anything or kills the task.
+import sys
+import json
+import asyncio
+from micropython import const
+import hal
+
+_LINE_MAX = const(2048)  # room for a 1 KiB block in base64 plus the command
+
+
+class CmdError(Exception):
+    pass
+
+
+def arg_int(s, what):
+    try:
+        return int(s, 0)
+    except ValueError:
+        raise CmdError("%s must be a number, got %r" % (what, s))
+
+
+def parse_size(s):
+    # "4M", "512K", "1G", "4096": the sizes people type
+    s = s.strip().upper()
+    mult = 1
+    if s and s[-1] in "KMG":
+        mult = {"K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024}[s[-1]]
+        s = s[:-1]
+    try:
+        n = int(s) * mult
+    except ValueError:
+        raise CmdError("bad size %r: use a number with K, M or G, e.g. 4M" % s)
+    if n <= 0:
+        raise CmdError("size must be positive")
+    return n
+
+
+def opts(args, flags=(), values=()):
+    # Split "--flag" / "--key value" options from positional words.
+    pos, kw = [], {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("--"):
+            k = a[2:]
+            if k in flags:
+                kw[k] = True
+            elif k in values:
+                if i + 1 >= len(args):
+                    raise CmdError("option %s needs a value" % a)
+                i += 1
+                kw[k] = args[i]
+            else:
+                raise CmdError("unknown option %s" % a)
+        else:
+            pos.append(a)
+        i += 1
+    return pos, kw
+
+
+class Console:
+    def __init__(self):
+        self._cmds = {}  # "word" or "word sub" -> (handler, usage, help)
+        self.json = False
+        self._out = sys.stdout
+        self._lock = asyncio.Lock()
+
+    def command(self, name, usage, help):
+        def deco(fn):
+            self._cmds[name] = (fn, usage, help)
+            return fn
+
+        return deco
+
+    def help_rows(self):
+        return sorted((v[1], v[2]) for v in self._cmds.values())
+
+    # --- output -----------------------------------------------------------
+    def _write(self, s):
+        self._out.write(s)
+
+    def event(self, name, **fields):
+        if self.json:
+            fields["event"] = name
+            self._write("!" + json.dumps(fields) + "\n")
+        else:
+            txt = " ".join("%s=%s" % kv for kv in sorted(fields.items()))
+            self._write("* %s %s\n" % (name, txt) if txt else "* %s\n" % name)
+
+    # A line that starts with "#<id>" is a host tool's: its reply is JSON
+    # whatever the mode, so tools never parse prose.
+    def _reply(self, rid, result):
+        if self.json or rid is not None:
+            d = result if isinstance(result, dict) else {"text": result}
+            d["ok"] = True
+            if rid is not None:
+                d["id"] = rid
+            self._write(json.dumps(d) + "\n")
+        else:
+            if isinstance(result, dict):
+                text = result.pop("text", None)
+                if text is None:
+                    text = "\n".join("%s: %s" % kv for kv in sorted(result.items()))
+                result = text
+            if result:
+                self._write(result + "\n")
+
+    def _error(self, rid, msg):
+        if self.json or rid is not None:
+            d = {"ok": False, "error": msg}
+            if rid is not None:
+                d["id"] = rid
+            self._write(json.dumps(d) + "\n")
+        else:
+            self._write("error: %s\n" % msg)
+
+    # --- input ------------------------------------------------------------
+    def _find(self, words):
+        if len(words) > 1 and (words[0] + " " + words[1]) in self._cmds:
+            return self._cmds[words[0] + " " + words[1]], words[2:]
+        if words[0] in self._cmds:
+            return self._cmds[words[0]], words[1:]
+        subs = [k for k in self._cmds if k.startswith(words[0] + " ")]
+        if subs:
+            raise CmdError("%s needs one of: %s" % (words[0], ", ".join(sorted(k.split(" ", 1)[1] for k in subs))))
+        raise CmdError("unknown command %r; type help" % words[0])
+
+    async def execute(self, line):
+        rid = None
+        try:
+            try:
+                text = line.decode("utf-8")
+            except UnicodeError:
+                raise CmdError("line is not UTF-8 text")
+            words = text.split()
+            if words and words[0].startswith("#"):
+                rid = words.pop(0)[1:]
+            if not words:
+                if rid is not None:
+                    raise CmdError("empty command")
+                return
+            (fn, usage, _), args = self._find(words)
+            try:
+                res = fn(args)
+                if hasattr(res, "send"):  # coroutine: long-running command
+                    res = await res
+            except CmdError as e:
+                raise CmdError("%s (usage: %s)" % (e, usage) if "usage" not in str(e) else str(e))
+            self._reply(rid, res if res is not None else {})
+        except CmdError as e:
+            self._error(rid, str(e))
+        except MemoryError:
+            self._error(rid, "out of memory")
+        except Exception as e:  # never let one line kill the console
+            self._error(rid, "%s: %s" % (type(e).__name__, e))
+
+    def _prompt(self):
+        if not self.json:
+            self._write("> ")
+
+    async def run(self):
+        cin = hal.console_in()
+        buf = bytearray(256)
+        mv = memoryview(buf)
+        line = bytearray()
+        overflow = False
+        prev = 0  # last terminator seen, so that "\r\n" ends one line, not two
+        self._prompt()
+        while True:
+            got = await cin.readinto(buf)
+            chunk = bytes(mv[:got])
+            if not self.json and b"\x7f" not in chunk and b"\x08" not in chunk:
+                self._write(chunk.replace(b"\r", b"\r\n").decode("utf-8", "replace"))
+            start = 0
+            while start < got:
+                eol = _eol(chunk, start)
+                piece = chunk[start:eol]
+                if not self.json and (b"\x7f" in piece or b"\x08" in piece):
+                    piece = self._edit(line, piece)
+                    line = bytearray()
+                if len(line) + len(piece) > _LINE_MAX:
+                    overflow = True
+                    line = bytearray()
+                elif not overflow:
+                    line.extend(piece)
+                if eol == got:
+                    break
+                term = chunk[eol]
+                start = eol + 1
+                if not line and not overflow and prev == 13 and term == 10:
+                    prev = 0
+                    continue
+                prev = term
+                if overflow:
+                    self._error(None, "line too long (max %d bytes)" % _LINE_MAX)
+                else:
+                    await self.execute(bytes(line))
+                line = bytearray()
+                overflow = False
+                self._prompt()
+
+    def _edit(self, line, piece):
+        # Backspace/DEL from people typing in a raw terminal.
+        cur = bytearray(line)
+        for b in piece:
+            if b in (8, 127):
+                if cur:
+                    cur.pop()
+                    self._write("\b \b")
+            else:
+                cur.append(b)
+                self._write(chr(b) if b < 128 else "?")
+        return bytes(cur)
+
+
+def _eol(chunk, start):
+    a = chunk.find(b"\r", start)
+    b = chunk.find(b"\n", start)
+    if a < 0:
+        return len(chunk) if b < 0 else b
+    return a if b < 0 or a < b else b

@@ -1,0 +1,91 @@
+# Console commands every board has: help, version, status, reboot, mode, rtc, sd.
+import os
+import sys
+import gc
+import time
+import asyncio
+import hal
+import isotime
+from console import CmdError
+from version import VERSION
+
+_boot_ms = time.ticks_ms()
+
+
+def mount_sd():
+    # Returns None when /sd is mounted, else the reason (reported by `sd info`).
+    try:
+        hal.mount_sd("/sd")
+        return None
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, e)
+
+
+def install(con, role, rtc=None, sd_error=None, status=None):
+    @con.command("help", "help", "list the commands")
+    def _help(args):
+        rows = con.help_rows()
+        return {"commands": [r[0] for r in rows],
+                "text": "\n".join("  %-34s %s" % r for r in rows)}
+
+    @con.command("version", "version", "firmware, role and MicroPython version")
+    def _version(args):
+        impl = sys.implementation
+        return {"version": VERSION, "role": role, "board": hal.NAME, "uid": hal.uid(),
+                "micropython": "%d.%d.%d" % impl.version[:3], "mpy": getattr(impl, "_mpy", 0)}
+
+    @con.command("status", "status", "uptime, memory and the board's own state")
+    def _status(args):
+        gc.collect()
+        d = {"role": role, "uptime_s": time.ticks_diff(time.ticks_ms(), _boot_ms) // 1000,
+             "mem_free": gc.mem_free(), "mem_alloc": gc.mem_alloc(),
+             "sd": "mounted" if sd_error is None else sd_error}
+        if status:
+            d.update(status())
+        return d
+
+    @con.command("reboot", "reboot", "hard reset of the board")
+    def _reboot(args):
+        async def later():
+            await asyncio.sleep_ms(100)  # let the reply reach the host first
+            hal.reset()
+        asyncio.create_task(later())
+        return {"text": "rebooting", "rebooting": True}
+
+    @con.command("mode", "mode json|text", "json: one JSON reply per line and !-tagged events")
+    def _mode(args):
+        if len(args) != 1 or args[0] not in ("json", "text"):
+            raise CmdError("mode must be json or text")
+        con.json = args[0] == "json"
+        return {"mode": args[0]}
+
+    def _need_rtc():
+        if rtc is None:
+            raise CmdError("this board has no DS3231 (timer 130)")
+        return rtc
+
+    @con.command("rtc get", "rtc get", "read the DS3231 calendar clock")
+    def _rtc_get(args):
+        r = _need_rtc()
+        return {"time": isotime.fmt(r.datetime()), "lost_power": r.lost_power(),
+                "temperature": r.temperature()}
+
+    @con.command("rtc set", "rtc set YYYY-MM-DDTHH:MM:SS", "set the DS3231 calendar clock")
+    def _rtc_set(args):
+        r = _need_rtc()
+        if len(args) != 1:
+            raise CmdError("rtc set needs one ISO time")
+        try:
+            t = isotime.parse(args[0])
+        except ValueError as e:
+            raise CmdError(str(e))
+        r.set_datetime(t)
+        return {"time": isotime.fmt(r.datetime())}
+
+    @con.command("sd info", "sd info", "SD card size and free space")
+    def _sd_info(args):
+        if sd_error is not None:
+            raise CmdError("no SD card: " + sd_error)
+        st = os.statvfs("/sd")
+        return {"block_size": st[0], "blocks": st[2], "free_blocks": st[3],
+                "total_bytes": st[0] * st[2], "free_bytes": st[0] * st[3]}

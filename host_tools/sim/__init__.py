@@ -1,0 +1,1 @@
+"""Virtual board pair: supervisor daemon, wire, and its client."""

@@ -1,0 +1,281 @@
+"""A virtual board: a `micropython` process with the Pico's heap, its flash and
+SD card as image files, a DS3231 model, UART0 on the virtual wire, and a console
+pseudo-terminal whose path stays the same across reboots and power cycles.
+
+Supervisor model: the board process talks to an inner pty; this supervisor
+bridges it to the outer (user-facing) pty, restarts the process on reset or
+watchdog bite, and powers it off/on on command (kill -9 = a power cut).
+"""
+import errno
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import termios
+import threading
+import time
+import tty
+
+from host_tools import ROOT
+from host_tools.build import deploy_tree, load_board
+from host_tools.vboard import flashimg
+
+VBOARD = os.path.join(ROOT, "host_tools", "vboard")
+
+
+def micropython_exe():
+    import sys
+    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
+    return exe if os.path.exists(exe) else (shutil.which("micropython") or "micropython")
+
+
+def parse_size(s):
+    s = str(s).strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(s[-1:], 1)
+    return int(s[:-1] if mult > 1 else s) * mult
+
+
+def _raw(fd, isig=False):
+    tty.setraw(fd)
+    if isig:
+        a = termios.tcgetattr(fd)
+        a[3] |= termios.ISIG
+        termios.tcsetattr(fd, termios.TCSANOW, a)
+
+
+class VirtualBoard:
+    def __init__(self, name, board_file, state_dir, uart_path):
+        self.name = name
+        self.cfg = load_board(board_file)
+        self.cfg["name"] = name
+        self.dir = os.path.join(state_dir, name)
+        self.uart_path = uart_path
+        self.console_path = os.path.join(self.dir, "console")
+        self.proc = None
+        self.powered = False
+        self.boots = 0
+        self._lock = threading.RLock()
+        self._stop = False
+        self._inner = None
+        self._wdt = None  # (timeout_s, deadline)
+        self._raw_repl = False  # the board shows the raw REPL (mpremote is driving it)
+        self._last_in = b""
+        self._log = open(os.path.join(state_dir, name + ".log"), "ab", buffering=0) \
+            if os.path.isdir(state_dir) else None
+
+    # --- set-up -------------------------------------------------------------
+    def prepare(self, flash=True):
+        """Create the board's images (first time) and flash the firmware."""
+        os.makedirs(self.dir, exist_ok=True)
+        if self._log is None:
+            self._log = open(os.path.join(os.path.dirname(self.dir), self.name + ".log"), "ab", buffering=0)
+        v = self.cfg.get("virtual", {})
+        sd = os.path.join(self.dir, "sd.img")
+        if not os.path.exists(sd):
+            with open(sd, "wb") as f:
+                f.truncate(parse_size(v.get("sd_size", "64M")))  # sparse, formatted at first boot
+        rtc = os.path.join(self.dir, "rtc.json")
+        if not os.path.exists(rtc):
+            open(rtc, "wb").close()
+        with open(os.path.join(self.dir, "board.json"), "w") as f:
+            json.dump(self.cfg, f)
+        if os.path.lexists(os.path.join(self.dir, "uart0")):
+            os.unlink(os.path.join(self.dir, "uart0"))
+        os.symlink(self.uart_path, os.path.join(self.dir, "uart0"))
+        fifo = os.path.join(self.dir, "ctl.fifo")
+        if not os.path.exists(fifo):
+            os.mkfifo(fifo)
+        if flash or not os.path.exists(os.path.join(self.dir, "flash.img")):
+            self.flash()
+
+    def flash(self, tree=None):
+        tree = tree if tree is not None else deploy_tree(self.cfg["role"])
+        tree["board.json"] = json.dumps(self.cfg, sort_keys=True).encode()
+        return flashimg.write_tree(os.path.join(self.dir, "flash.img"), tree)
+
+    # --- the outer console pty ----------------------------------------------
+    def open_console(self):
+        self._outer, slave = os.openpty()
+        _raw(slave)
+        name = os.ttyname(slave)
+        os.close(slave)  # nobody attached yet; reopened by path by users
+        os.set_blocking(self._outer, False)
+        if os.path.lexists(self.console_path):
+            os.unlink(self.console_path)
+        os.symlink(name, self.console_path)
+        self._ctl = os.open(os.path.join(self.dir, "ctl.fifo"), os.O_RDWR | os.O_NONBLOCK)
+        self._thread = threading.Thread(target=self._pump, name="board-" + self.name, daemon=True)
+        self._thread.start()
+        return name
+
+    # --- power --------------------------------------------------------------
+    def power_on(self, soft=False):
+        """Start the board process. soft=True emulates MicroPython's soft reset
+        from the raw REPL: the interpreter restarts without running main.py."""
+        with self._lock:
+            if self.proc is not None:
+                return
+            inner, slave = os.openpty()
+            _raw(slave, isig=True)  # Ctrl-C -> SIGINT -> KeyboardInterrupt, like USB CDC
+
+            def child():
+                os.setsid()
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+            heap = self.cfg.get("virtual", {}).get("heapsize", "192k")
+            self.proc = subprocess.Popen(
+                [micropython_exe(), "-X", "heapsize=" + heap, "-i", os.path.join(VBOARD, "vboot.py"), self.dir]
+                + (["--no-main"] if soft else []),
+                stdin=slave, stdout=slave, stderr=slave, preexec_fn=child, cwd=self.dir, close_fds=True)
+            os.close(slave)
+            os.set_blocking(inner, False)
+            self._inner = inner
+            self._wdt = None
+            self.powered = True
+            self.boots += 1
+
+    def power_off(self):
+        """Power cut: the process dies wherever it is."""
+        with self._lock:
+            self.powered = False
+            self._kill()
+
+    def _kill(self):
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+        if self._inner is not None:
+            os.close(self._inner)
+            self._inner = None
+
+    def reset(self):
+        with self._lock:
+            self._kill()
+            self.power_on()
+
+    def close(self):
+        self._stop = True
+        self.power_off()
+        if getattr(self, "_thread", None):
+            self._thread.join(2)
+        for fd in ("_outer", "_ctl"):
+            if getattr(self, fd, None) is not None:
+                os.close(getattr(self, fd))
+                setattr(self, fd, None)
+        if os.path.lexists(self.console_path):
+            os.unlink(self.console_path)
+        if self._log:
+            self._log.close()
+
+    # --- the bridge ---------------------------------------------------------
+    def _pump(self):
+        to_board = b""
+        to_user = b""
+        ctl_buf = b""
+        while not self._stop:
+            with self._lock:
+                inner, proc = self._inner, self.proc
+            rl = [self._outer, self._ctl] + ([inner] if inner is not None and len(to_user) < 65536 else [])
+            wl = ([inner] if inner is not None and to_board else []) + ([self._outer] if to_user else [])
+            try:
+                r, w, _ = select.select(rl, wl, [], 0.05)
+            except (OSError, ValueError):
+                continue
+            if self._outer in r:
+                try:
+                    data = os.read(self._outer, 4096)
+                    if data:
+                        self._last_in = data
+                        if b"\x02" in data:
+                            self._raw_repl = False
+                    if inner is not None:
+                        to_board += data
+                except OSError:
+                    pass  # EIO: no user attached
+            if inner is not None and inner in r:
+                try:
+                    data = os.read(inner, 65536)
+                    to_user += data
+                    if b"raw REPL; CTRL-B to exit" in data:
+                        self._raw_repl = True
+                    elif b'Type "help()"' in data:
+                        self._raw_repl = False
+                    if self._log:
+                        self._log.write(data)
+                except OSError:
+                    pass  # process gone; noticed below
+            if self._ctl in r:
+                try:
+                    ctl_buf += os.read(self._ctl, 256)
+                except OSError:
+                    pass
+                while b"\n" in ctl_buf:
+                    line, ctl_buf = ctl_buf.split(b"\n", 1)
+                    self._control(line.decode(errors="replace").split())
+            if inner is not None and inner in w and to_board:
+                try:
+                    n = os.write(inner, to_board[:4096])
+                    to_board = to_board[n:]
+                except OSError:
+                    to_board = b""
+            if self._outer in w and to_user:
+                try:
+                    n = os.write(self._outer, to_user[:4096])
+                    to_user = to_user[n:]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    to_user = b""  # EIO: nobody attached, output is lost as on USB
+            if to_user and self._hung_up():
+                to_user = b""
+            if proc is not None and proc.poll() is not None:
+                with self._lock:
+                    if self.proc is proc and self.powered:
+                        self._kill()
+                        if self._raw_repl and self._last_in.endswith(b"\x04"):
+                            # Ctrl-D in the raw REPL is a soft reset on a Pico: the
+                            # REPL comes back without main.py (what mpremote expects).
+                            self.power_on(soft=True)
+                            to_user += b"soft reboot\r\n"
+                            to_board = b"\x01"
+                        else:
+                            # exit from the friendly REPL or a crash: the board restarts
+                            time.sleep(0.05)
+                            self.power_on()
+            wd = self._wdt
+            if wd and time.monotonic() > wd[1]:
+                self._note("watchdog reset")
+                self.reset()
+
+    def _hung_up(self):
+        p = select.poll()
+        p.register(self._outer, select.POLLHUP)
+        return any(ev & select.POLLHUP for _, ev in p.poll(0))
+
+    def _control(self, words):
+        if not words:
+            return
+        if words[0] == "reset":
+            self._note("reset requested by firmware")
+            self.reset()
+        elif words[0] == "wdt" and len(words) == 2:
+            t = int(words[1]) / 1000
+            self._wdt = (t, time.monotonic() + t)
+        elif words[0] == "feed" and self._wdt:
+            self._wdt = (self._wdt[0], time.monotonic() + self._wdt[0])
+
+    def _note(self, msg):
+        if self._log:
+            self._log.write(("\n[sim] %s %s\n" % (time.strftime("%H:%M:%S"), msg)).encode())
+
+    def state(self):
+        return {"name": self.name, "role": self.cfg["role"], "console": self.console_path,
+                "tty": os.path.realpath(self.console_path), "powered": self.powered,
+                "pid": self.proc.pid if self.proc else None, "boots": self.boots, "dir": self.dir}

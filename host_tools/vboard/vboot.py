@@ -1,0 +1,81 @@
+# Boot ROM of a virtual board: the part of a Pico that is silicon, not firmware.
+# Runs inside `micropython -X heapsize=... -i vboot.py STATE_DIR`. It wires up the
+# virtual hardware (flash, SD card, DS3231, UART, reset line), mounts the flash
+# image at / exactly as the rp2 port does, then runs /main.py like a Pico would.
+# After main.py ends (or Ctrl-C), `-i` drops into the REPL, as on a real board.
+import sys
+import os
+import vfs
+import json
+
+from ds3231_model import DS3231Model
+
+_FLASH_BLOCK = 4096
+_SD_BLOCK = 512
+
+
+class FileBlockDev:
+    # readblocks/writeblocks/ioctl: the block protocol of rp2.Flash and of the SD
+    # card driver; the extended (offset) form is what littlefs uses.
+    def __init__(self, path, block_size):
+        self.f = open(path, "r+b")
+        self.bs = block_size
+        self.f.seek(0, 2)
+        self.count = self.f.tell() // block_size
+
+    def readblocks(self, n, buf, off=0):
+        self.f.seek(n * self.bs + off)
+        self.f.readinto(buf)
+
+    def writeblocks(self, n, buf, off=None):
+        if off is None:
+            # plain protocol: erase then program whole blocks
+            off = 0
+        self.f.seek(n * self.bs + off)
+        self.f.write(buf)
+        self.f.flush()
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return self.count
+        if op == 5:  # block size
+            return self.bs
+        if op == 6:  # erase (littlefs); flash erase is implicit here
+            return 0
+        return 0
+
+
+class Hardware:
+    # Everything hal/unix.py may touch. Registered as module `vboard_hw`.
+    def __init__(self, state):
+        cfg = json.load(open(state + "/board.json"))
+        self.name = cfg["name"]
+        self.state = state
+        self.flash = FileBlockDev(state + "/flash.img", _FLASH_BLOCK)
+        self.sd = FileBlockDev(state + "/sd.img", _SD_BLOCK)
+        self.rtc = DS3231Model(state + "/rtc.json") if cfg.get("i2c") else None
+        self.uart_paths = {0: state + "/uart0"}
+        # The reset controller and watchdog live outside the CPU: a pipe to the
+        # supervisor that restarts this process.
+        self.ctl = open(state + "/ctl.fifo", "w")
+        self.uid = cfg.get("uid", self.name)
+
+
+def _boot(state):
+    hw = Hardware(state)
+    sys.modules["vboard_hw"] = hw
+    # Factory-formatted SD card: an all-zero boot sector means a fresh image.
+    sector = bytearray(_SD_BLOCK)
+    hw.sd.readblocks(0, sector)
+    if sector[510:512] != b"\x55\xaa":
+        vfs.VfsFat.mkfs(hw.sd)
+    vfs.umount("/")
+    vfs.mount(vfs.VfsLfs2(hw.flash, progsize=256), "/")
+    os.chdir("/")
+    sys.path[:] = ["", ".frozen", "/lib"]
+
+
+_boot(sys.argv[1])
+del _boot, FileBlockDev, Hardware
+if "--no-main" not in sys.argv:  # a soft reset from the raw REPL skips main.py, as on a Pico
+    import main  # noqa: E402,F401
