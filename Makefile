@@ -29,3 +29,7 @@ bench: $(STAMP)
 clean:
 	-$(BIN)/backupctl sim down 2>/dev/null
 	rm -rf build .sim .pytest_cache
+
+# Precompile the firmware for real boards into build/<role>/ and show what fits in flash.
+mpy: $(STAMP)
+	$(BIN)/python -m host_tools.build

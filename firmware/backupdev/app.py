@@ -8,8 +8,7 @@ from version import VERSION
 
 async def _main():
     con = Console()
-    sd_error = system.mount_sd()
-    system.install(con, "backupdev", sd_error=sd_error)
+    system.install(con, "backupdev")
     con.event("boot", role="backupdev", version=VERSION)
     await con.run()
 

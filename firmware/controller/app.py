@@ -11,8 +11,7 @@ from version import VERSION
 async def _main():
     con = Console()
     rtc = DS3231(hal.i2c())
-    sd_error = system.mount_sd()
-    system.install(con, "controller", rtc=rtc, sd_error=sd_error)
+    system.install(con, "controller", rtc=rtc)
     con.event("boot", role="controller", version=VERSION)
     await con.run()
 

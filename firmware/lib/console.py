@@ -12,14 +12,18 @@ _LINE_MAX = const(2048)  # room for a 1 KiB block in base64 plus the command
 
 
 class CmdError(Exception):
-    pass
+    """A command failed; the text goes to the user as is."""
+
+
+class UsageError(CmdError):
+    """The command line itself is wrong; the command's usage is added."""
 
 
 def arg_int(s, what):
     try:
         return int(s, 0)
     except ValueError:
-        raise CmdError("%s must be a number, got %r" % (what, s))
+        raise UsageError("%s must be a number, got %r" % (what, s))
 
 
 def parse_size(s):
@@ -32,9 +36,9 @@ def parse_size(s):
     try:
         n = int(s) * mult
     except ValueError:
-        raise CmdError("bad size %r: use a number with K, M or G, e.g. 4M" % s)
+        raise UsageError("bad size %r: use a number with K, M or G, e.g. 4M" % s)
     if n <= 0:
-        raise CmdError("size must be positive")
+        raise UsageError("size must be positive")
     return n
 
 
@@ -50,11 +54,11 @@ def opts(args, flags=(), values=()):
                 kw[k] = True
             elif k in values:
                 if i + 1 >= len(args):
-                    raise CmdError("option %s needs a value" % a)
+                    raise UsageError("option %s needs a value" % a)
                 i += 1
                 kw[k] = args[i]
             else:
-                raise CmdError("unknown option %s" % a)
+                raise UsageError("unknown option %s" % a)
         else:
             pos.append(a)
         i += 1
@@ -147,8 +151,8 @@ class Console:
                 res = fn(args)
                 if hasattr(res, "send"):  # coroutine: long-running command
                     res = await res
-            except CmdError as e:
-                raise CmdError("%s (usage: %s)" % (e, usage) if "usage" not in str(e) else str(e))
+            except UsageError as e:
+                raise CmdError("%s (usage: %s)" % (e, usage))
             self._reply(rid, res if res is not None else {})
         except CmdError as e:
             self._error(rid, str(e))

@@ -6,22 +6,23 @@ import time
 import asyncio
 import hal
 import isotime
-from console import CmdError
+from console import CmdError, UsageError
 from version import VERSION
 
 _boot_ms = time.ticks_ms()
+sd_error = "not mounted"  # None once /sd is mounted; else why not (shown by `sd info`)
 
 
 def mount_sd():
-    # Returns None when /sd is mounted, else the reason (reported by `sd info`).
+    global sd_error
     try:
         hal.mount_sd("/sd")
-        return None
+        sd_error = None
     except Exception as e:
-        return "%s: %s" % (type(e).__name__, e)
+        sd_error = "%s: %s" % (type(e).__name__, e)
 
 
-def install(con, role, rtc=None, sd_error=None, status=None):
+def install(con, role, rtc=None, status=None):
     @con.command("help", "help", "list the commands")
     def _help(args):
         rows = con.help_rows()
@@ -55,7 +56,7 @@ def install(con, role, rtc=None, sd_error=None, status=None):
     @con.command("mode", "mode json|text", "json: one JSON reply per line and !-tagged events")
     def _mode(args):
         if len(args) != 1 or args[0] not in ("json", "text"):
-            raise CmdError("mode must be json or text")
+            raise UsageError("mode must be json or text")
         con.json = args[0] == "json"
         return {"mode": args[0]}
 
@@ -74,11 +75,11 @@ def install(con, role, rtc=None, sd_error=None, status=None):
     def _rtc_set(args):
         r = _need_rtc()
         if len(args) != 1:
-            raise CmdError("rtc set needs one ISO time")
+            raise UsageError("rtc set needs one ISO time")
         try:
             t = isotime.parse(args[0])
         except ValueError as e:
-            raise CmdError(str(e))
+            raise UsageError(str(e))
         r.set_datetime(t)
         return {"time": isotime.fmt(r.datetime())}
 

@@ -41,8 +41,11 @@ def parse_size(s):
 def _raw(fd, isig=False):
     tty.setraw(fd)
     if isig:
+        # Only Ctrl-C is special, as on USB CDC: ^\ and ^Z must stay data, not
+        # SIGQUIT/SIGTSTP for the board process.
         a = termios.tcgetattr(fd)
         a[3] |= termios.ISIG
+        a[6][termios.VQUIT] = a[6][termios.VSUSP] = b"\0"
         termios.tcsetattr(fd, termios.TCSANOW, a)
 
 

@@ -1,7 +1,7 @@
 # Boot ROM of a virtual board: the part of a Pico that is silicon, not firmware.
 # Runs inside `micropython -X heapsize=... -i vboot.py STATE_DIR`. It wires up the
 # virtual hardware (flash, SD card, DS3231, UART, reset line), mounts the flash
-# image at / exactly as the rp2 port does, then runs /main.py like a Pico would.
+# image at / exactly as the rp2 port does, then runs /boot.py and /main.py like a Pico.
 # After main.py ends (or Ctrl-C), `-i` drops into the REPL, as on a real board.
 import sys
 import os
@@ -77,5 +77,6 @@ def _boot(state):
 
 _boot(sys.argv[1])
 del _boot, FileBlockDev, Hardware
+import boot  # noqa: E402,F401
 if "--no-main" not in sys.argv:  # a soft reset from the raw REPL skips main.py, as on a Pico
     import main  # noqa: E402,F401

@@ -1,0 +1,129 @@
+"""Issue 2: both boards boot on real MicroPython, answer on their consoles,
+keep their clock and SD card across reboots, and survive garbage input."""
+import hashlib
+import os
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+
+from host_tools.console import ConsoleError
+
+MPREMOTE = [sys.executable, "-m", "mpremote"]
+
+
+def test_both_boards_answer_version(controller, backupdev):
+    for con, role in ((controller, "controller"), (backupdev, "backupdev")):
+        v = con.call("version")
+        assert v["role"] == role
+        assert v["micropython"].startswith("1.")
+        s = con.call("status")
+        # the Pico's MicroPython heap (192 KiB), not the unix port's default 8 MiB
+        assert 150_000 < s["mem_free"] + s["mem_alloc"] <= 200_000
+
+
+def test_unknown_and_bad_commands_get_one_error_each(controller):
+    for line, frag in (("frobnicate", "unknown command"), ("rtc", "needs one of"),
+                       ("rtc set yesterday", "ISO"), ("rtc set 2026-02-30T00:00:00", "out of range"),
+                       ("mode binary", "json or text")):
+        r = controller.call(line, check=False)
+        assert not r["ok"] and frag in r["error"], (line, r)
+    assert controller.call("version")["ok"]
+
+
+@pytest.mark.virtual_only("powers the board off")
+def test_rtc_survives_reboot_and_counts_while_off(sim, controller):
+    controller.call("rtc set 2031-05-06T07:08:09")
+    sim.power("controller", "off")
+    time.sleep(2.0)
+    sim.power("controller", "on")
+    controller.sync()
+    t = controller.call("rtc get")
+    assert t["time"] >= "2031-05-06T07:08:11"  # kept counting on its battery
+    assert t["time"] < "2031-05-06T07:09:00"
+    assert t["lost_power"] is False
+
+
+def test_sd_card_is_fat_of_the_image_size(controller):
+    info = controller.call("sd info")
+    assert 60 * 2**20 < info["total_bytes"] <= 64 * 2**20
+    assert info["free_bytes"] <= info["total_bytes"]
+
+
+def _mpremote(port, *args, check=True):
+    r = subprocess.run(MPREMOTE + ["connect", port] + list(args), capture_output=True, text=True, timeout=60)
+    if check and r.returncode:
+        raise AssertionError("mpremote %s failed: %s%s" % (args, r.stdout, r.stderr))
+    return r.stdout
+
+
+@pytest.mark.virtual_only("power-cycles the board")
+def test_mpremote_lists_copies_and_sd_survives_reboot(sim, controller, tmp_path):
+    port = sim.port("controller")
+    controller.close()
+    listing = _mpremote(port, "fs", "ls", ":/")
+    assert "main.py" in listing and "lib/" in listing
+    data = os.urandom(200_000)
+    src = tmp_path / "blob.bin"
+    src.write_bytes(data)
+    _mpremote(port, "fs", "cp", str(src), ":/sd/blob.bin")
+    out = _mpremote(port, "exec", "import os; print(os.stat('/sd/blob.bin')[6])")
+    assert out.strip().endswith(str(len(data)))
+    sim.power("controller", "cycle")
+    back = tmp_path / "back.bin"
+    time.sleep(1)
+    _mpremote(port, "fs", "cp", ":/sd/blob.bin", str(back))
+    assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(data).digest()
+    _mpremote(port, "fs", "rm", ":/sd/blob.bin")
+    controller.ser.open() if not controller.ser.is_open else None
+
+
+def test_ctrl_c_breaks_into_the_repl_and_firmware_comes_back(controller):
+    controller.ser.write(b"\x03")
+    time.sleep(0.5)
+    controller.pump(0.5)
+    assert any(b"KeyboardInterrupt" in ln for ln in controller.lines[-10:])
+    assert controller._buf.endswith(b">>> ") or any(ln.endswith(b">>> ") for ln in controller.lines[-3:])
+    controller.sync()  # Ctrl-D soft reset runs main.py again
+    assert controller.call("version")["ok"]
+
+
+def _random_line(rng):
+    kind = rng.random()
+    n = rng.randint(1, 120)
+    if kind < 0.45:
+        s = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789 -_.:/#!?=\"'{}[]\t") for _ in range(n))
+        b = s.encode()
+    elif kind < 0.9:
+        # binary: anything but the line ends and Ctrl-C (which breaks into the REPL on every MicroPython board)
+        b = bytes(rng.choice([c for c in range(256) if c not in (3, 10, 13)]) for _ in range(n))
+    else:
+        b = b"x" * rng.randint(2049, 5000)  # longer than a console line may be
+    if not b.strip():
+        b = b"?" + b
+    return b
+
+
+def test_ten_thousand_garbage_lines_each_get_an_answer(controller):
+    rng = random.Random(1234)
+    lines = [_random_line(rng) for _ in range(10_000)]
+    controller.call("mode json")
+    controller.ser.reset_input_buffer()
+    answered = 0
+    deadline = time.monotonic() + 120
+    sent = 0
+    buf = b""
+    while answered < len(lines) and time.monotonic() < deadline:
+        while sent < len(lines) and sent - answered < 32:  # a few lines ahead, like a typist with a paste buffer
+            controller.ser.write(lines[sent] + b"\n")
+            sent += 1
+        buf += controller.ser.read(controller.ser.in_waiting or 1)
+        while b"\n" in buf:
+            ln, buf = buf.split(b"\n", 1)
+            if ln.startswith(b"{"):
+                answered += 1
+    assert answered == len(lines)
+    v = controller.call("version")
+    assert v["ok"] and v["role"] == "controller"
