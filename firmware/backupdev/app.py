@@ -4,11 +4,14 @@ import asyncio
 import system
 from console import Console
 from version import VERSION
+from backupdev import server, commands
 
 
 async def _main():
     con = Console()
-    system.install(con, "backupdev")
+    srv = server.start(con)  # tape library, disks, and the link to the controller (cable 14)
+    commands.install(con, srv)
+    system.install(con, "backupdev", status=srv.status)
     con.event("boot", role="backupdev", version=VERSION)
     await con.run()
 

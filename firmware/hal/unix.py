@@ -35,7 +35,7 @@ def _raw_nonblocking(fd, isig=True):
 
 
 def uart(n):
-    f = open(_hw.uart_paths[n], "r+b")
+    f = _hw.uarts[n]
     _raw_nonblocking(f.fileno(), isig=False)  # a UART has no Ctrl-C
     return f
 

@@ -167,7 +167,7 @@ class Console:
 
     async def run(self):
         cin = hal.console_in()
-        buf = bytearray(256)
+        buf = bytearray(_LINE_MAX)  # a whole line per read: far fewer passes for long lines
         mv = memoryview(buf)
         line = bytearray()
         overflow = False

@@ -22,7 +22,7 @@ def mount_sd():
         sd_error = "%s: %s" % (type(e).__name__, e)
 
 
-def install(con, role, rtc=None, status=None):
+def install(con, role, rtc=None, status=None, on_rtc_set=None):
     @con.command("help", "help", "list the commands")
     def _help(args):
         rows = con.help_rows()
@@ -81,6 +81,8 @@ def install(con, role, rtc=None, status=None):
         except ValueError as e:
             raise UsageError(str(e))
         r.set_datetime(t)
+        if on_rtc_set:
+            on_rtc_set()  # the scheduler re-plans against the new time
         return {"time": isotime.fmt(r.datetime())}
 
     @con.command("sd info", "sd info", "SD card size and free space")

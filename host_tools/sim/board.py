@@ -20,10 +20,25 @@ import time
 import tty
 
 from host_tools import ROOT
-from host_tools.build import deploy_tree, load_board
+from host_tools.build import FIRMWARE_DIRS, deploy_tree, load_board
 from host_tools.vboard import flashimg
 
 VBOARD = os.path.join(ROOT, "host_tools", "vboard")
+
+# The board file gives the Pico's heap (192k). The unix interpreter is a 64-bit
+# build: every object holding pointers is twice the size it is on the 32-bit
+# RP2040, so the same firmware needs more heap here. Measured on this firmware:
+# the controller's modules are 60 KB of .mpy and take 129 KB of heap once
+# imported on the 64-bit build; on a Pico they take about the .mpy size plus a
+# third; buffers (bytearrays) are the same size on both. 2x is the upper bound
+# of that growth: the virtual board never runs out of heap where a Pico would
+# not, and the HIL suite checks the free heap on real boards.
+HEAP_SCALE_64BIT = 2.0
+
+
+def heap_arg(heapsize):
+    """-X heapsize value for the Pico heap `heapsize` ("192k")."""
+    return "%dk" % (parse_size(heapsize) * HEAP_SCALE_64BIT // 1024)
 
 
 def micropython_exe():
@@ -94,10 +109,14 @@ class VirtualBoard:
         if flash or not os.path.exists(os.path.join(self.dir, "flash.img")):
             self.flash()
 
-    def flash(self, tree=None):
-        tree = tree if tree is not None else deploy_tree(self.cfg["role"])
+    def flash(self, mpy=None):
+        """Write the firmware into the flash image: precompiled .mpy unless the
+        board file's [virtual] mpy = false (the Pico's heap cannot compile it all)."""
+        if mpy is None:
+            mpy = self.cfg.get("virtual", {}).get("mpy", True)
+        tree = deploy_tree(self.cfg["role"], mpy=mpy)
         tree["board.json"] = json.dumps(self.cfg, sort_keys=True).encode()
-        return flashimg.write_tree(os.path.join(self.dir, "flash.img"), tree)
+        return flashimg.write_tree(os.path.join(self.dir, "flash.img"), tree, owned=FIRMWARE_DIRS)
 
     # --- the outer console pty ----------------------------------------------
     def open_console(self):
@@ -128,7 +147,7 @@ class VirtualBoard:
                 os.setsid()
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-            heap = self.cfg.get("virtual", {}).get("heapsize", "192k")
+            heap = heap_arg(self.cfg.get("virtual", {}).get("heapsize", "192k"))
             self.proc = subprocess.Popen(
                 [micropython_exe(), "-X", "heapsize=" + heap, "-i", os.path.join(VBOARD, "vboot.py"), self.dir]
                 + (["--no-main"] if soft else []),

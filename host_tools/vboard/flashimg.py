@@ -13,10 +13,24 @@ def _fs(mount=True):
                     read_size=PROG_SIZE, mount=mount)
 
 
-def write_tree(image_path, tree):
+def _walk(fs, top):
+    try:
+        names = fs.listdir(top)
+    except Exception:
+        return
+    for n in names:
+        p = top + "/" + n
+        if fs.stat(p).type == 2:  # directory
+            yield from _walk(fs, p)
+        else:
+            yield p
+
+
+def write_tree(image_path, tree, owned=()):
     """Put tree (board path -> bytes) into the image, keeping every other file
-    (tables, state) as flashing a real board keeps its filesystem. Returns the
-    list of board paths that changed."""
+    (tables, state) as flashing a real board keeps its filesystem, except files
+    in the `owned` firmware folders that the tree no longer has (a stale .py
+    would shadow its new .mpy). Returns the board paths that changed."""
     fs = _fs(mount=False)
     if os.path.exists(image_path) and os.path.getsize(image_path) == BLOCK_SIZE * BLOCK_COUNT:
         with open(image_path, "rb") as f:
@@ -30,6 +44,11 @@ def write_tree(image_path, tree):
         fs.format()
         fs.mount()
     changed = []
+    for top in owned:
+        for path in list(_walk(fs, top)):
+            if path not in tree:
+                fs.remove(path)
+                changed.append(path)
     for path in sorted(tree):
         data = tree[path]
         parent = os.path.dirname(path)

@@ -54,7 +54,8 @@ class Hardware:
         self.flash = FileBlockDev(state + "/flash.img", _FLASH_BLOCK)
         self.sd = FileBlockDev(state + "/sd.img", _SD_BLOCK)
         self.rtc = DS3231Model(state + "/rtc.json") if cfg.get("i2c") else None
-        self.uart_paths = {0: state + "/uart0"}
+        # Opened now: once the flash is mounted at / the host's paths are out of reach.
+        self.uarts = {0: open(state + "/uart0", "r+b")}
         # The reset controller and watchdog live outside the CPU: a pipe to the
         # supervisor that restarts this process.
         self.ctl = open(state + "/ctl.fifo", "w")

@@ -1,0 +1,114 @@
+# Console commands of the backup engine, scheduler, catalog, restore and verify.
+import isotime
+from console import CmdError, UsageError, arg_int, opts
+from ds3231 import from_seconds
+from controller.engine import BackupError
+from controller.restore import Restorer
+
+
+def _iso(t):
+    return isotime.fmt(from_seconds(t)) if t is not None else None
+
+
+def install(con, engine, sched, vols, catalog):
+    restorer = Restorer(con, engine)
+
+    def current_or_stale(rec):
+        # stale: the volume changed after the backup ended (JP 6-168080's guard)
+        if rec.get("result") != "ok":
+            return rec.get("result")
+        try:
+            v = vols.open(rec["volume"])
+        except Exception:
+            return "volume gone"
+        return "stale" if v.updated > rec["end"] else "current"
+
+    def show(rec):
+        d = dict(rec)
+        for k in ("start", "end"):
+            d[k] = _iso(d.get(k))
+        d["state"] = current_or_stale(rec)
+        d["tapes"] = [s["name"] for s in rec.get("sections", [])]
+        return d
+
+    def get(args):
+        if len(args) < 1:
+            raise UsageError("give a backup id (see backup list)")
+        rec = catalog.get(arg_int(args[0], "backup id"))
+        if rec is None:
+            raise CmdError("no backup %s: `backup list` shows the ids" % args[0])
+        return rec
+
+    @con.command("backup run", "backup run ENTRY", "start the backup of table 100 entry ENTRY now")
+    def _run(args):
+        if len(args) != 1:
+            raise UsageError("give the entry number")
+        try:
+            sched.run_now(arg_int(args[0], "entry"))
+        except ValueError as e:
+            raise CmdError(str(e))
+        return {"queued": int(args[0])}
+
+    @con.command("backup table", "backup table", "backup information table 140 of each device address")
+    def _table(args):
+        rows = [engine.table(a).as_dict() for a in sorted(engine.tables)]
+        return {"tables": rows, "text": "\n".join(
+            "addr %(address)d: 151 disk=%(d)d 152 MT=%(m)d 142 checked=%(142_checked)d 143 current=%(143_current)s "
+            "144 mount wait=%(144_mount_wait)d" % dict(r, d=r["141"]["151_disk"], m=r["141"]["152_mt"])
+            for r in rows) or "no backup has run since boot"}
+
+    @con.command("backup list", "backup list", "the catalog: every run, current or stale")
+    def _list(args):
+        rows = [show(r) for r in catalog.records()]
+        return {"backups": rows, "text": "\n".join(
+            "%4d entry %s %s -> %s  %s  %s  %s bytes" % (r["id"], r["entry"], r["volume"], ",".join(r["tapes"]),
+                                                         r["start"], r["state"], r["bytes"]) for r in rows)
+            or "no backups yet"}
+
+    @con.command("backup show", "backup show ID", "one catalog record")
+    def _show(args):
+        return show(get(args))
+
+    @con.command("backup status", "backup status", "what runs now and when each entry starts next")
+    def _status(args):
+        busy = engine.busy
+        return {"running": busy and {"id": busy["id"], "volume": busy["volume"], "chunk": busy["chunk"]},
+                "next": {str(i): _iso(t) for i, t in sched.due.items()},
+                "results": {str(i): r for i, r in sched.results.items()}}
+
+    async def _read(args, write):
+        pos, kw = opts(args, flags=("force",), values=("to",))
+        rec = get(pos)
+        if rec.get("result") != "ok":
+            raise CmdError("backup %d did not end normally (%s): nothing to read" % (rec["id"], rec.get("result")))
+        target = None
+        if write:
+            name = kw.get("to", rec["volume"])
+            try:
+                target = vols.open(name)
+            except Exception as e:
+                raise CmdError(str(e))
+            if target.size < rec["bytes"]:
+                raise CmdError("%s holds %d bytes, backup %d has %d" % (name, target.size, rec["id"], rec["bytes"]))
+            if target.updated > rec["end"] and target.updated != target.created and not kw.get("force"):
+                raise CmdError("%s changed at %s, after backup %d ended at %s: restoring would lose newer data; "
+                               "add --force to do it anyway" % (name, _iso(target.updated), rec["id"],
+                                                                _iso(rec["end"])))
+        try:
+            sha = await restorer.run(rec, target)
+        except BackupError as e:
+            raise CmdError("step %s: %s" % (e.step, e.reason))
+        ok = sha == rec["sha256"]
+        con.event("restore_ended" if write else "verify_ended", run=rec["id"], ok=ok, sha256=sha)
+        if not ok:
+            raise CmdError("SHA-256 mismatch: read %s, backup recorded %s" % (sha, rec["sha256"]))
+        return {"id": rec["id"], "sha256": sha, "match": True, "bytes": rec["bytes"],
+                "to": target.name if target else None}
+
+    @con.command("restore", "restore ID [--to VOLUME] [--force]", "write backup ID back into a volume")
+    async def _restore(args):
+        return await _read(args, True)
+
+    @con.command("verify", "verify ID", "read backup ID back and check its SHA-256")
+    async def _verify(args):
+        return await _read(args, False)
