@@ -225,7 +225,7 @@ def fuzz(cases, fmax):
                 step += 1
                 while d.next():
                     found += 1
-                    h = crc32(bytes((d.kind, d.addr)) + struct.pack("<HH", d.seq, d.ack), h)
+                    h = crc32(bytes((d.kind, d.addr, d.tx)) + struct.pack("<HH", d.seq, d.ack), h)
                     h = crc32(d.payload, h)
         print(found, h)
         idx += 1

@@ -213,17 +213,18 @@ def test_data_survives_a_noisy_wire_and_a_cut(library, controller, wire):
     wire.faults(ber=1e-4, drop=0.02, stall_ms=200, stall_every_s=2)
     out = {}
     writer = threading.Thread(target=lambda: out.update(
-        controller.call("link write 0 --pattern 23 --count 16", timeout=240)))
+        controller.call("link write 0 --pattern 23 --count 8", timeout=240)))
     writer.start()
     time.sleep(2)
     wire.cut(5)  # in the middle of the transfer
     writer.join()
     print("\nwrite with faults and a 5 s cut: %s" % out["text"])
-    assert (out["blocks"], out["error"]) == (16, None)
+    assert (out["blocks"], out["error"]) == (8, None)
     controller.call("link rewind 0")
     assert controller.call("link label 0")["volume"] == name
     r = controller.call("link read 0 --count 100", timeout=240)
-    assert (r["blocks"], r["sha256"], r["stop"]) == (16, pattern_sha(23, 0, 16), "eod")
+    print("read back with faults: %d blocks in %.1f s, slowest %d ms" % (r["blocks"], r["seconds"], r["slowest_ms"]))
+    assert (r["blocks"], r["sha256"], r["stop"]) == (8, pattern_sha(23, 0, 8), "eod")
     wire.clear()
     stats = controller.call("link stats")
     grew = {k: stats[k] - before[k] for k in ("retransmits", "crc_errors", "downs")}

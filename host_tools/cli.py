@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "host_tools.cmd_flash",
     "host_tools.cmd_ports",
     "host_tools.cmd_demo",
+    "host_tools.cmd_bench",
     "host_tools.cmd_vol",
     "host_tools.cmd_config",
 )

@@ -3,9 +3,9 @@ import argparse
 import os
 
 from host_tools import flash_real, target, uf2
-from host_tools.build import ROLES, deploy_tree, load_board
+from host_tools.build import ROLES, load_board
 from host_tools.sim import client
-from host_tools.vboard import flashimg
+from host_tools.sim.board import VirtualBoard
 
 
 def register(sub):
@@ -67,11 +67,15 @@ def run_virtual(a):
         changed = res["changed"]
         print("flashed %s (%d files changed), board reset" % (a.virtual, len(changed)))
     else:
-        img = os.path.join(state, a.virtual, "flash.img")
-        os.makedirs(os.path.dirname(img), exist_ok=True)
-        tree = deploy_tree(a.virtual)
-        changed = flashimg.write_tree(img, tree)
-        print("wrote %s (%d files changed); `backupctl sim up` boots it" % (img, len(changed)))
+        # The image as the simulator writes it (.mpy or not, stale files removed).
+        board = VirtualBoard(a.virtual, a.virtual, state, uart_path=None)
+        os.makedirs(board.dir, exist_ok=True)
+        try:
+            changed = board.flash()
+        finally:
+            board.close()
+        print("wrote %s (%d files changed); `backupctl sim up` boots it"
+              % (os.path.join(board.dir, "flash.img"), len(changed)))
     for p in changed:
         print("  " + p)
     return 0

@@ -56,7 +56,7 @@ class Engine:
         self.busy = None              # run record of the backup in progress
         # cache 70, allocated once at boot while the heap is still in one piece
         self.slots = [bytearray(CHUNK) for _ in range(SLOTS)]
-        self._lock = asyncio.Lock()   # one backup at a time on this channel
+        self.lock = asyncio.Lock()    # one backup or restore at a time on this channel
 
     async def wait_link(self, timeout_ms):
         # after a cut the link comes back by itself; the run resumes once it has
@@ -79,7 +79,7 @@ class Engine:
     async def backup(self, entry_no, entry, resume=None):
         """Back up one entry of table 100. Returns the catalog record; raises
         BackupError on abnormal end (after clearing table 140, step 710 -> 312)."""
-        async with self._lock:
+        async with self.lock:
             addr = entry["address"]                      # 305
             t = self.table(addr)
             rec = resume or self.catalog.new(
@@ -261,7 +261,7 @@ class Engine:
         if ready:
             await self._check_label(t, dev, name, 605)
         else:
-            await self._mount(t, dev, name, 603, 605)
+            await self.mount(t, dev, name, 603, 605)
         meta = self._meta(vol, rec)
         resumed = bool(rec["sections"])
         if resumed:
@@ -292,7 +292,7 @@ class Engine:
             except ValueError as e:
                 raise BackupError(703, str(e))
             self._step(t, 703)
-            await self._mount(t, dev, t.current, 704, 706)   # 704-708
+            await self.mount(t, dev, t.current, 704, 706)   # 704-708
             t.mount_wait = 0                                 # 709
             sec = {"name": t.current, "first": rec["chunk"], "blocks": 0, "section": sec["section"] + 1}
             rec["sections"].append(sec)
@@ -302,7 +302,7 @@ class Engine:
         await dev.rewind()                                   # 901, 902
         await dev.unload()                                   # 903
 
-    async def _mount(self, t, dev, name, step, label_step):
+    async def mount(self, t, dev, name, step, label_step):
         self._step(t, step, volume=name)
         self.con.event("mount_request", volume=name, address=dev.addr)
         try:

@@ -150,14 +150,17 @@ def install(con, link):
         n = nbytes = 0
         ew_block = err = None
         t0 = time.ticks_ms()
+        slowest = 0
         for i in range(count):
             if seed is not None:
                 pattern(block, seed, first + i)
+            t = time.ticks_ms()
             try:
                 ew = await d.write(block)
             except (SenseError, LinkError) as e:
                 err = e
                 break
+            slowest = max(slowest, time.ticks_diff(time.ticks_ms(), t))
             h.update(block)
             n += 1
             nbytes += len(block)
@@ -166,10 +169,10 @@ def install(con, link):
         if err is not None and not n:
             raise err
         r = {"blocks": n, "bytes": nbytes, "sha256": _hex(h), "ew": ew_block is not None, "ew_block": ew_block,
-             "error": None if err is None else str(err)}
+             "error": None if err is None else str(err), "slowest_ms": slowest}
         r.update(_rate(nbytes, t0))
-        r["text"] = "wrote %d blocks (%d bytes) in %.1f s, %.1f KiB/s%s%s" % (
-            n, nbytes, r["seconds"], r["kib_s"], "" if ew_block is None else "; early warning at block %d" % ew_block,
+        r["text"] = "wrote %d blocks (%d bytes) in %.1f s, %.1f KiB/s, slowest %d ms%s%s" % (
+            n, nbytes, r["seconds"], r["kib_s"], slowest, "" if ew_block is None else "; early warning at block %d" % ew_block,
             "" if err is None else "; stopped: %s" % err)
         return r
 
@@ -186,7 +189,9 @@ def install(con, link):
         n = nbytes = truncated = 0
         stop = err = b64 = None
         t0 = time.ticks_ms()
+        slowest = 0
         for _ in range(count):
+            t = time.ticks_ms()
             try:
                 data = await d.read(maxlen)
             except SenseError as e:
@@ -201,6 +206,7 @@ def install(con, link):
             except LinkError as e:
                 err = e
                 break
+            slowest = max(slowest, time.ticks_diff(time.ticks_ms(), t))
             h.update(data)
             n += 1
             nbytes += len(data)
@@ -210,7 +216,7 @@ def install(con, link):
         if err is not None and not n:
             raise err
         r = {"blocks": n, "bytes": nbytes, "sha256": _hex(h), "stop": stop, "truncated": truncated,
-             "error": None if err is None else str(err)}
+             "error": None if err is None else str(err), "slowest_ms": slowest}
         if count == 1 and n:
             r["data"] = b64
         r.update(_rate(nbytes, t0))

@@ -19,7 +19,7 @@ class Restorer:
         """Read backup `rec`; write it into volume `target` (None = verify only).
         Returns the SHA-256 hex of what was read; raises BackupError."""
         eng = self.engine
-        async with eng._lock:
+        async with eng.lock:
             dev = Device(eng.link, rec["address"])
             t = Table140(rec["address"])
             h = hashlib.sha256()
@@ -43,7 +43,7 @@ class Restorer:
                     await asyncio.sleep_ms(0)
             else:
                 for sec in rec["sections"]:
-                    await eng._mount(t, dev, sec["name"], 603, 605)
+                    await eng.mount(t, dev, sec["name"], 603, 605)
                     await dev.space(1, filemarks=True)  # past HDR1/HDR2/UHLn and their tapemark
                     while True:
                         try:

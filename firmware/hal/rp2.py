@@ -2,7 +2,6 @@
 # Pins and buses come from /board.json, written at flash time from
 # board_configs/<role>.toml.
 import asyncio
-import json
 import select
 import sys
 import vfs
@@ -18,15 +17,7 @@ _UART_BUF = const(8192)
 # Longest period the RP2040 watchdog can count.
 _WDT_MAX_MS = const(8388)
 
-_board = None
-
-
-def board():
-    global _board
-    if _board is None:
-        with open("/board.json") as f:
-            _board = json.load(f)
-    return _board
+from hal.boardfile import board  # noqa: F401  (part of the HAL interface)
 
 
 def uart(n):

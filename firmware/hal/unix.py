@@ -2,22 +2,13 @@
 # (host_tools/vboard/vboot.py) registered as module `vboard_hw`. Mirrors hal/rp2.py.
 import sys
 import time
-import json
 import asyncio
 import termios
 import vfs
 import vboard_hw as _hw
 
 NAME = "virtual"
-_board = None
-
-
-def board():
-    global _board
-    if _board is None:
-        with open("/board.json") as f:
-            _board = json.load(f)
-    return _board
+from hal.boardfile import board  # noqa: F401  (part of the HAL interface)
 
 
 def _raw_nonblocking(fd, isig=True):

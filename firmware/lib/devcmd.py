@@ -154,7 +154,7 @@ class Device:
     SenseError for CHECK CONDITION (see its properties) and lets the link's own
     errors (dead link, timeout) through."""
 
-    def __init__(self, link, addr, timeout_ms=15000):
+    def __init__(self, link, addr, timeout_ms=60000):
         self.link = link
         self.addr = addr
         self.timeout_ms = timeout_ms

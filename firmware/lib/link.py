@@ -20,8 +20,8 @@ except ImportError:  # CPython
     asyncio = None
 
 SYNC = b"\xa5\x3c"
-HDR = const(10)  # sync(2) kind|addr(1) seq(2) ack(2) len(2) hck(1)
-OVH = const(14)  # HDR + CRC-32
+HDR = const(11)  # sync(2) kind|addr(1) tx(1) seq(2) ack(2) len(2) hck(1)
+OVH = const(15)  # HDR + CRC-32
 _RESIDUE = const(0x2144DF1C)  # crc32 over bytes + their little-endian crc32
 
 DATA = const(1)
@@ -37,6 +37,7 @@ ST_ERR = const(255)  # status of a response whose handler raised
 _FRAG_MIN = const(32)
 _MAXR = const(32)  # out-of-order ranges the receiver keeps
 _SACKN = const(8)  # of which an ACK reports the first
+_ACKH = const(4)  # ACK payload before the ranges: edge(2) trail(1) echo(1)
 _RTO_MIN = const(40)
 _RTO_INIT = const(500)
 _RTO_MAX = const(2000)
@@ -45,30 +46,29 @@ _TICK = const(10)
 _SACKED = const(1)  # the receiver has it (out of order)
 _LOST = const(2)  # to be sent again
 _RETX = const(4)  # was sent more than once
-_AMBIG = const(8)  # an earlier copy may still arrive (resent on a timeout)
 _ZERO = b"\0\0\0\0"
 
 
-def encode(buf, kind, addr, seq, ack, n):
+def encode(buf, kind, addr, tx, seq, ack, n):
     # Frame the n payload bytes already at buf[HDR:]; returns the frame length.
-    struct.pack_into("<BBBHHH", buf, 0, 0xA5, 0x3C, kind << 4 | addr, seq, ack, n)
+    struct.pack_into("<BBBBHHH", buf, 0, 0xA5, 0x3C, kind << 4 | addr, tx, seq, ack, n)
     mv = memoryview(buf)
-    buf[9] = crc32(mv[2:9]) & 0xFF
+    buf[10] = crc32(mv[2:10]) & 0xFF
     struct.pack_into("<I", buf, HDR + n, crc32(mv[2 : HDR + n]))
     return OVH + n
 
 
 class Decoder:
     # Finds frames in a byte stream. Fill space() and call filled(n); then
-    # next() returns True with kind/addr/seq/ack/payload set, while frames last.
-    # payload is a view into the buffer, valid until the next space().
+    # next() returns True with kind/addr/tx/seq/ack/payload set, while frames
+    # last. payload is a view into the buffer, valid until the next space().
     def __init__(self, frame_max):
         self.fmax = frame_max
         self.buf = bytearray(2 * (frame_max + OVH))
         self.mv = memoryview(self.buf)
         self.lo = self.hi = 0
         self.crc_errors = self.resyncs = 0
-        self.kind = self.addr = self.seq = self.ack = 0
+        self.kind = self.addr = self.tx = self.seq = self.ack = 0
         self.payload = None
 
     def space(self):
@@ -95,13 +95,13 @@ class Decoder:
                 i = hi - 1 if hi > lo and buf[hi - 1] == 0xA5 else hi
             if i > lo:
                 self.resyncs += 1
-                self.lo = lo = i
+                self.lo = i
             if hi - i < HDR:
                 return False
-            n = buf[i + 7] | buf[i + 8] << 8
+            n = buf[i + 8] | buf[i + 9] << 8
             # The header check rejects a corrupt length at once instead of
             # waiting for bytes that belong to the next frames.
-            if n > self.fmax or buf[i + 9] != crc32(mv[i + 2 : i + 9]) & 0xFF:
+            if n > self.fmax or buf[i + 10] != crc32(mv[i + 2 : i + 10]) & 0xFF:
                 self.crc_errors += 1
                 self.lo = i + 1
                 continue
@@ -114,8 +114,9 @@ class Decoder:
                 continue
             self.kind = buf[i + 2] >> 4
             self.addr = buf[i + 2] & 15
-            self.seq = buf[i + 3] | buf[i + 4] << 8
-            self.ack = buf[i + 5] | buf[i + 6] << 8
+            self.tx = buf[i + 3]
+            self.seq = buf[i + 4] | buf[i + 5] << 8
+            self.ack = buf[i + 6] | buf[i + 7] << 8
             self.payload = mv[i + HDR : e - 4]
             self.lo = e
             return True
@@ -176,11 +177,11 @@ class Link:
         self._fmax = frame_max
         self._on_state = on_state
         r = 1024
-        while r < 2 * (payload_max + MSGH) + frame_max:  # EXPERIMENT
+        while r < payload_max + MSGH + frame_max:  # a whole message plus a frame
             r <<= 1
         self._tb = memoryview(bytearray(r))  # sent, not yet acknowledged
         self._rb = memoryview(bytearray(r))  # received, not yet consumed
-        self._fb = bytearray(OVH + max(frame_max, 3 + 4 * _SACKN, 14))
+        self._fb = bytearray(OVH + max(frame_max, _ACKH + 4 * _SACKN, 14))
         self._fv = memoryview(self._fb)
         self._mb = memoryview(bytearray(payload_max))  # request being served
         self._th = bytearray(MSGH)
@@ -204,6 +205,10 @@ class Link:
         self._pwnd = 0
         self._ppmax = payload_max
         self._fcap = frame_max
+        self._stamp = 0  # transmissions so far; the low byte goes out as tx
+        self._echo = 0  # tx of the newest intact frame from the peer
+        self._trail = 0  # damaged frames from the peer since that one
+        self._rtt_hi = -1  # newest stamp that gave a round-trip sample
         self._last_rx = self._last_tx = ticks_ms()
         self._restart()
 
@@ -266,6 +271,9 @@ class Link:
 
     # ---- message layer ----------------------------------------------------
 
+    def _pmax(self):
+        return min(self.payload_max, self._ppmax)
+
     async def _wait(self, ev, deadline):
         if deadline is None:
             await ev.wait()
@@ -327,13 +335,16 @@ class Link:
             else:
                 p = self._pend.pop(tag, None)
                 if p is not None:
-                    dst = memoryview(bytearray(n) if p[3] is None else p[3])[:n]
+                    if p[3] is None:
+                        p[2] = bytearray(n)
+                        dst = memoryview(p[2])
+                    else:
+                        dst = p[2] = memoryview(p[3])[:n]
                     if len(dst) < n:
                         p[2] = LinkError("response larger than buffer")
                     else:
                         _rget(rb, body, dst)
                         p[1] = code
-                        p[2] = dst
                     p[0].set()
             self._rcons = (body + n) & 0xFFFF
             self._st["rx_bytes"] += n
@@ -357,9 +368,6 @@ class Link:
             self._req = None
             self._deliver()
             self._tx_ev.set()
-
-    def _pmax(self):
-        return min(self.payload_max, self._ppmax)
 
     def _fail(self, cls, msg):
         for p in self._pend.values():
@@ -393,7 +401,6 @@ class Link:
         self._una = self._nxt = self._end = 0
         self._segs = []  # [offset, length, stamp, sent_ms, flags, addr] in offset order
         self._mends = []  # (end offset, addr) of messages not yet sent once
-        self._stamp = 0
         self._edge = self._pwnd
         self._rnxt = self._rcons = 0
         self._rs = []  # out-of-order ranges [a0, b0, a1, b1..] relative to _rnxt
@@ -402,7 +409,6 @@ class Link:
         self._srtt = -1
         self._rttv = 0
         self._rto = _RTO_INIT
-        self._pdmg = -1  # peer's damaged-frame counter as last reported
         self._ack_due = False
         self._fail(LinkReset, "peer restarted")
         self._space_ev.set()
@@ -435,10 +441,7 @@ class Link:
         self._up = v
         self._st["ups" if v else "downs"] += 1
         if v:
-            for s in self._segs:  # the wire is back: resend now, not at the backed-off timer
-                if not s[4] & _SACKED:
-                    s[4] |= _LOST | _AMBIG
-            self._tx_ev.set()
+            self._lose()  # the wire is back: resend now, not at the backed-off timer
         if self._on_state:
             self._on_state(v)
 
@@ -456,9 +459,13 @@ class Link:
             bad = d.crc_errors
             while d.next():
                 self._st["rx_frames"] += 1
+                self._echo = d.tx
+                self._trail = 0
+                bad = d.crc_errors
                 self._frame(d)
-            if d.crc_errors != bad and self._synced:
-                self._ack_due = True  # tell the sender at once: it shrinks its frames
+            if d.crc_errors != bad:
+                self._trail = min(self._trail + d.crc_errors - bad, 255)
+                self._ack_due = self._synced  # the sender learns at once what was lost
             self._deliver()
             if self._ack_due:
                 self._tx_ev.set()
@@ -474,7 +481,7 @@ class Link:
         if not self._up:
             self._set_up(True)
         if k == ACK:
-            if len(d.payload) >= 3:
+            if len(d.payload) >= _ACKH:
                 self._on_ack(d.ack, d.payload)
         else:
             self._on_ack(d.ack, None)
@@ -536,14 +543,22 @@ class Link:
             del rs[:2]
 
     def _on_ack(self, ack, p):
+        # p: an ACK frame's payload, or None for the ack carried by a DATA frame.
         una = self._una
         adv = (ack - una) & 0xFFFF
         if adv > ((self._nxt - una) & 0xFFFF):
             return  # stale or not ours
         segs = self._segs
-        now = ticks_ms()
-        hi = -1  # newest first transmission known to have arrived
-        rtt = 0x3FFFFFFF
+        wake = adv
+        if p is not None:
+            last = self._stamp - 1
+            hi = last - ((last - p[3]) & 0xFF)  # full stamp of the echoed tx
+            if hi > self._rtt_hi:
+                self._rtt_hi = hi
+                for s in segs:
+                    if s[2] == hi:
+                        self._sample(ticks_diff(ticks_ms(), s[3]))
+                        break
         if adv:
             self._una = ack
             while segs:
@@ -557,10 +572,6 @@ class Link:
                 segs.pop(0)
                 if not s[4] & _RETX:
                     self._good += 1
-                if not s[4] & _AMBIG:  # else which copy arrived is unknown (Karn)
-                    hi = max(hi, s[2])
-                    if not s[4] & _SACKED:
-                        rtt = min(rtt, ticks_diff(now, s[3]))
             if self._good >= self._win and self._frag < self._fcap:
                 self._frag = min(self._frag << 1, self._fcap)
                 self._good = 0
@@ -570,46 +581,67 @@ class Link:
             edge = p[0] | p[1] << 8
             if edge != self._edge:
                 self._edge = edge
-                adv = 1
-            if (p[2] - self._pdmg) & 0xFF and self._pdmg >= 0:
-                self._shrink()  # the peer got frames damaged: make them smaller
-            self._pdmg = p[2]
-            for s in segs:
-                if not s[4] & _SACKED:
-                    a = (s[0] - ack) & 0xFFFF
-                    b = a + s[1]
-                    for j in range(3, len(p) - 3, 4):
-                        if (p[j] | p[j + 1] << 8) <= a and b <= (p[j + 2] | p[j + 3] << 8):
-                            s[4] |= _SACKED
-                            adv = 1
-                            if not s[4] & _AMBIG:
-                                rtt = min(rtt, ticks_diff(now, s[3]))
-                            break
-                if s[4] & _SACKED and not s[4] & _AMBIG:
-                    hi = max(hi, s[2])
-        if rtt < 0x3FFFFFFF:
-            # The newest frame arrived last, so the smallest elapsed time is
-            # the round trip (not the wait for a hole to be filled).
-            if self._srtt < 0:
-                self._srtt = rtt
-                self._rttv = rtt >> 1
-            else:
-                self._rttv += (abs(rtt - self._srtt) - self._rttv) >> 2
-                self._srtt += (rtt - self._srtt) >> 3
-            self._rto = min(max(self._srtt + 4 * self._rttv, _RTO_MIN), _RTO_MAX)
-        if p is not None and hi >= 0:
-            # The UART keeps order: a frame sent before one that arrived, and
-            # not itself seen, is lost, and so are all its earlier copies. An
-            # ACK frame describes everything up to its last range (all of the
-            # window when it lists fewer than _SACKN).
+                wake = 1
+            # The echo names our newest frame that arrived intact, `trail` the
+            # damaged ones right after it. The UART keeps order, so any frame
+            # sent up to the echoed one and not received is lost, and so are
+            # the next `trail`. The ranges describe all up to the last one
+            # (the whole window when there are fewer than _SACKN).
+            tr = hi + p[2]
             n = len(p)
-            lim = p[n - 2] | p[n - 1] << 8 if n >= 3 + 4 * _SACKN else 0x10000
+            lim = p[n - 2] | p[n - 1] << 8 if n >= _ACKH + 4 * _SACKN else 0x10000
+            lost = 0
             for s in segs:
-                if not s[4] & (_SACKED | _LOST) and s[2] < hi and (s[0] - ack) & 0xFFFF < lim:
-                    s[4] = s[4] & _RETX | _LOST
-                    adv = 1
-        if adv:
+                f = s[4]
+                if f & (_SACKED | _LOST):
+                    continue
+                a = (s[0] - ack) & 0xFFFF
+                b = a + s[1]
+                for j in range(_ACKH, n - 3, 4):
+                    if (p[j] | p[j + 1] << 8) <= a and b <= (p[j + 2] | p[j + 3] << 8):
+                        s[4] = f | _SACKED
+                        break
+                else:
+                    if s[2] <= hi and a < lim or hi < s[2] <= tr:
+                        s[4] = f | _LOST
+                        lost = 1
+            if lost:
+                self._shrink()
+                wake = 1
+            self._merge()
+        if wake:
             self._tx_ev.set()
+
+    def _sample(self, rtt):
+        if self._srtt < 0:
+            self._srtt = rtt
+            self._rttv = rtt >> 1
+        else:
+            self._rttv += (abs(rtt - self._srtt) - self._rttv) >> 2
+            self._srtt += (rtt - self._srtt) >> 3
+        self._rto = min(max(self._srtt + 4 * self._rttv, _RTO_MIN), _RTO_MAX)
+
+    def _merge(self):
+        # One entry per run of received frames (never sent again) and per run
+        # of lost ones (cut again when resent) keeps the list short.
+        segs = self._segs
+        i = len(segs) - 1
+        while i > 0:
+            a = segs[i - 1]
+            b = segs[i]
+            if a[4] & b[4] & _SACKED or a[4] & b[4] & _LOST and a[5] == b[5]:
+                a[1] += b[1]
+                a[4] |= b[4]
+                del segs[i]
+            i -= 1
+
+    def _lose(self):
+        # Everything in flight is presumed lost (timeout, or the wire is back).
+        for s in self._segs:
+            if not s[4] & _SACKED:
+                s[4] |= _LOST
+        self._merge()
+        self._tx_ev.set()
 
     def _shrink(self):
         # Losses: smaller frames get through a noisy line more often.
@@ -633,6 +665,11 @@ class Link:
                 self._last_tx = ticks_ms()
                 self._st["tx_frames"] += 1
 
+    def _out(self, kind, addr, seq, n):
+        # Stamp and frame what _next put at _fb[HDR:]; the stamp is _stamp - 1.
+        self._stamp += 1
+        return encode(self._fb, kind, addr, (self._stamp - 1) & 0xFF, seq, self._rnxt, n)
+
     def _next(self):
         # Build the next frame to send into _fb; 0 when there is none.
         fb = self._fb
@@ -642,7 +679,7 @@ class Link:
             struct.pack_into("<HHH", fb, HDR + 8, len(self._rb), self.payload_max, self._fmax)
             k = self._syn
             self._syn = 0
-            return encode(fb, k, 0, 0, 0, 14)
+            return self._out(k, 0, 0, 14)
         if not self._synced:
             return 0
         if self._ack_due:
@@ -650,10 +687,10 @@ class Link:
             rs = self._rs
             k = min(len(rs), 2 * _SACKN)
             edge = (self._rcons + len(self._rb)) & 0xFFFF
-            struct.pack_into("<HB", fb, HDR, edge, self._dec.crc_errors & 0xFF)
+            struct.pack_into("<HBB", fb, HDR, edge, self._trail, self._echo)
             for j in range(k):
-                struct.pack_into("<H", fb, HDR + 3 + 2 * j, rs[j])
-            return encode(fb, ACK, 0, self._nxt, self._rnxt, 3 + 2 * k)
+                struct.pack_into("<H", fb, HDR + _ACKH + 2 * j, rs[j])
+            return self._out(ACK, 0, self._nxt, _ACKH + 2 * k)
         segs = self._segs
         pipe = 0
         lost = -1
@@ -662,25 +699,22 @@ class Link:
             if f & _LOST:
                 if lost < 0:
                     lost = i
-            elif not f & (_SACKED | _AMBIG):
-                pipe += 1  # ambiguous copies don't count: new frames must follow to resolve them
+            elif not f & _SACKED:
+                pipe += 1
         if pipe >= self._win:
             return 0
         if lost >= 0:
             s = segs[lost]
             n = min(s[1], self._frag)
-            if n < s[1]:  # re-cut to the current frame size
+            if n < s[1]:  # cut again to the current frame size
                 segs.insert(lost + 1, [(s[0] + n) & 0xFFFF, s[1] - n, s[2], s[3], s[4], s[5]])
                 s[1] = n
-            s[2] = self._stamp
-            s[3] = ticks_ms()
-            s[4] = s[4] & _AMBIG | _RETX
-            self._stamp += 1
+            s[4] = _RETX
             self._st["retransmits"] += 1
-            return self._data(s[0], n, s[5])
+            return self._data(s, n)
         nxt = self._nxt
         room = (self._edge - nxt) & 0xFFFF
-        if room >= 0x8000:
+        if room >= 0x8000 or len(segs) >= 4 * self._win:  # bound the bookkeeping
             return 0
         room = min(room, (self._end - nxt) & 0xFFFF)
         if not room:
@@ -690,13 +724,15 @@ class Link:
         self._nxt = (nxt + n) & 0xFFFF
         if self._nxt == me:
             self._mends.pop(0)
-        segs.append([nxt, n, self._stamp, ticks_ms(), 0, addr])
-        self._stamp += 1
-        return self._data(nxt, n, addr)
+        s = [nxt, n, 0, 0, 0, addr]
+        segs.append(s)
+        return self._data(s, n)
 
-    def _data(self, seq, n, addr):
-        _rget(self._tb, seq, self._fv[HDR : HDR + n])
-        return encode(self._fb, DATA, addr, seq, self._rnxt, n)
+    def _data(self, s, n):
+        _rget(self._tb, s[0], self._fv[HDR : HDR + n])
+        s[2] = self._stamp
+        s[3] = ticks_ms()
+        return self._out(DATA, s[5], s[0], n)
 
     # ---- timers -----------------------------------------------------------
 
@@ -715,16 +751,12 @@ class Link:
             if idle:
                 self._ack_due = True  # keepalive, carries our window and ranges
                 self._tx_ev.set()
-            segs = self._segs
-            for s in segs:
+            for s in self._segs:
                 if not s[4] & (_SACKED | _LOST) and ticks_diff(now, s[3]) > self._rto:
-                    for x in segs:
-                        if not x[4] & _SACKED:
-                            x[4] |= _LOST | _AMBIG
                     self._st["timeouts"] += 1
                     if ticks_diff(now, self._last_rx) > self._rto:
                         self._rto = min(self._rto << 1, _RTO_MAX)  # peer silent: back off
                     else:
                         self._shrink()  # peer talks but our frames get lost: too big
-                    self._tx_ev.set()
+                    self._lose()
                     break

@@ -2,6 +2,7 @@
 import os
 import sys
 import gc
+import micropython
 import time
 import asyncio
 import hal
@@ -41,6 +42,8 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None):
         d = {"role": role, "uptime_s": time.ticks_diff(time.ticks_ms(), _boot_ms) // 1000,
              "mem_free": gc.mem_free(), "mem_alloc": gc.mem_alloc(),
              "sd": "mounted" if sd_error is None else sd_error}
+        if hasattr(micropython, "mem_peak"):  # ports built with memory statistics
+            d["mem_peak"] = micropython.mem_peak()
         if status:
             d.update(status())
         return d

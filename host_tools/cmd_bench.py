@@ -1,0 +1,97 @@
+"""backupctl bench: figures, not pass/fail. Link payload throughput between the
+two virtual boards over the paced wire, as a fraction of what the wire can carry
+(baud/10 bytes per second), next to ZMODEM (lrzsz) through the same wire."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from host_tools.console import BoardConsole
+from host_tools.sim import client
+from host_tools.sim.wire import Wire
+
+BAUDS = (115200, 921600)
+SECONDS = 6  # of wire time per measurement
+
+
+def register(sub):
+    p = sub.add_parser("bench", help="link throughput vs the wire's limit and vs ZMODEM (prints figures)",
+                       description=__doc__)
+    p.add_argument("--baud", type=int, action="append", help="line rate(s) to measure (default 115200 and 921600)")
+    p.set_defaults(func=run)
+
+
+def link_ratio(baud):
+    """Controller -> backup device WRITEs of incompressible blocks made on the
+    controller (`link write --pattern`), measured by the controller."""
+    state = tempfile.mkdtemp(prefix="bench-")
+    try:
+        st = client.up(state, baud=baud)
+        ctl = BoardConsole(os.path.realpath(st["boards"]["controller"]["console"]), timeout=120)
+        dev = BoardConsole(os.path.realpath(st["boards"]["backupdev"]["console"]), timeout=30)
+        ctl.sync()
+        dev.sync()
+        limit = baud / 10
+        count = max(16, int(limit * SECONDS / 2048))
+        dev.call("tape new BEN001 --capacity %dK" % (count * 2 + 256))
+        ctl.call("link mount 0 BEN001 --wait 30", timeout=60)
+        r = ctl.call("link write 0 --pattern 7 --count %d" % count, timeout=SECONDS * 10 + 60)
+        peak = ctl.call("status").get("mem_peak")
+        ctl.close()
+        dev.close()
+        return r["kib_s"] * 1024 / limit, r["bytes"], peak
+    finally:
+        client.down(state)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def zmodem_ratio(baud):
+    """sz on one end of the same paced wire, rz on the other."""
+    if not (shutil.which("sz") and shutil.which("rz")):
+        return None
+    d = tempfile.mkdtemp(prefix="bench-zm-")
+    try:
+        size = int(baud / 10 * SECONDS)
+        src = os.path.join(d, "data.bin")
+        with open(src, "wb") as f:
+            f.write(os.urandom(size))
+        out = os.path.join(d, "rx")
+        os.mkdir(out)
+        with Wire(baud, paths=(os.path.join(d, "a"), os.path.join(d, "b"))):
+            a, b = os.path.join(d, "a"), os.path.join(d, "b")
+            # like `rz < tty > tty`: lrzsz wants its own read and write descriptors
+            with open(b, "rb", buffering=0) as bi, open(b, "wb", buffering=0) as bo:
+                rz = subprocess.Popen(["rz", "-b", "-y"], stdin=bi, stdout=bo, stderr=subprocess.DEVNULL, cwd=out)
+            t0 = time.monotonic()
+            with open(a, "rb", buffering=0) as ai, open(a, "wb", buffering=0) as ao:
+                sz = subprocess.Popen(["sz", "-b", src], stdin=ai, stdout=ao, stderr=subprocess.DEVNULL)
+            try:
+                sz.wait(timeout=SECONDS * 10)
+                dt = time.monotonic() - t0
+                try:
+                    rz.wait(timeout=3)  # rz may linger for the over-and-out; the file is complete
+                except subprocess.TimeoutExpired:
+                    pass
+            finally:
+                for p in (sz, rz):
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
+        got = os.path.join(out, "data.bin")
+        if not os.path.exists(got) or os.path.getsize(got) != size:
+            return None
+        return size / dt / (baud / 10)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run(a):
+    print("link payload throughput / wire payload limit (baud/10 B/s), incompressible data")
+    print("%8s  %10s  %8s  %14s" % ("baud", "link", "ZMODEM", "ctl heap peak"))
+    for baud in a.baud or BAUDS:
+        ratio, nbytes, peak = link_ratio(baud)
+        zm = zmodem_ratio(baud)
+        print("%8d  %10.3f  %8s  %14s" % (baud, ratio, "%.3f" % zm if zm is not None else "n/a (lrzsz?)",
+                                            "%d B" % peak if peak else "n/a"), flush=True)
+    return 0
