@@ -6,7 +6,7 @@
 #   micropython linkpeer.py xfer  PATH SIZE   [k=v ...]  write SIZE bytes, read them back
 #   micropython linkpeer.py churn PATH SECONDS [k=v ...] small requests, outcome runs
 #   micropython linkpeer.py fuzz  CASES FRAME_MAX        feed the frame decoder
-# Options: payload=4096 window=32 frame=1024 depth=4 timeout=30000 addr=3.
+# Options: payload=4096 window=32 frame=1024 depth=4 timeout=30000 addr=3 baud=115200.
 # xfer / churn print JSON lines ({"progress": n}, {"ready": 1}, then the result).
 import sys
 import os
@@ -28,7 +28,8 @@ TRUNC = 4
 ECHO = 5
 STATS = 6
 
-OPT = {"payload": 4096, "window": 32, "frame": 1024, "depth": 4, "timeout": 30000, "addr": 3}
+OPT = {"payload": 4096, "window": 32, "frame": 1024, "depth": 4, "timeout": 30000, "addr": 3,
+       "baud": 115200}
 
 
 def uart(path):
@@ -45,7 +46,7 @@ def uart(path):
 
 def new_link(path):
     return link.Link(uart(path), payload_max=OPT["payload"], window=OPT["window"],
-                     frame_max=OPT["frame"])
+                     frame_max=OPT["frame"], baud=OPT["baud"])
 
 
 def out(obj):
@@ -225,7 +226,7 @@ def fuzz(cases, fmax):
                 step += 1
                 while d.next():
                     found += 1
-                    h = crc32(bytes((d.kind, d.addr, d.tx)) + struct.pack("<HH", d.seq, d.ack), h)
+                    h = crc32(bytes((d.kind, d.addr, d.tx, d.echo)) + struct.pack("<HH", d.seq, d.ack), h)
                     h = crc32(d.payload, h)
         print(found, h)
         idx += 1

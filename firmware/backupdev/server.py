@@ -17,7 +17,6 @@ from backupdev.library import Library
 from backupdev.disk import Disks
 
 
-
 def _ew():
     return SenseError(NO_SENSE, 0, 2, EOM)  # the write went through, inside the early-warning zone
 

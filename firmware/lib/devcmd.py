@@ -79,7 +79,6 @@ _ASC = {
     0x0005: "end of data",
     0x0401: "becoming ready",
     0x0402: "LOAD required",
-    0x0C00: "write error",
     0x1100: "unrecovered read error",
     0x2000: "invalid command operation code",
     0x2100: "logical block address out of range",
@@ -117,10 +116,6 @@ class SenseError(Exception):
     overflow = property(lambda s: s.key == VOLUME_OVERFLOW)
 
 
-def encode_sense(e):
-    return struct.pack(SENSE_FMT, e.key, e.asc, e.ascq, e.flags, e.info)
-
-
 def decode_sense(payload):
     if len(payload) < SENSE_LEN:
         raise failure()
@@ -152,7 +147,8 @@ def _text(b):
 class Device:
     """One device behind the link at address `addr`. Every method raises
     SenseError for CHECK CONDITION (see its properties) and lets the link's own
-    errors (dead link, timeout) through."""
+    errors (dead link, timeout, a side restarted) through. timeout_ms is per
+    command: on a noisy wire a 5 s cut has held one command up for 20 s."""
 
     def __init__(self, link, addr, timeout_ms=60000):
         self.link = link

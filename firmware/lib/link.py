@@ -20,8 +20,8 @@ except ImportError:  # CPython
     asyncio = None
 
 SYNC = b"\xa5\x3c"
-HDR = const(11)  # sync(2) kind|addr(1) tx(1) seq(2) ack(2) len(2) hck(1)
-OVH = const(15)  # HDR + CRC-32
+HDR = const(12)  # sync(2) kind|addr(1) tx(1) echo(1) seq(2) ack(2) len(2) hck(1)
+OVH = const(16)  # HDR + CRC-32
 _RESIDUE = const(0x2144DF1C)  # crc32 over bytes + their little-endian crc32
 
 DATA = const(1)
@@ -37,7 +37,7 @@ ST_ERR = const(255)  # status of a response whose handler raised
 _FRAG_MIN = const(32)
 _MAXR = const(32)  # out-of-order ranges the receiver keeps
 _SACKN = const(8)  # of which an ACK reports the first
-_ACKH = const(4)  # ACK payload before the ranges: edge(2) trail(1) echo(1)
+_ACKH = const(3)  # ACK payload before the ranges: edge(2) trail(1)
 _RTO_MIN = const(40)
 _RTO_INIT = const(500)
 _RTO_MAX = const(2000)
@@ -49,18 +49,18 @@ _RETX = const(4)  # was sent more than once
 _ZERO = b"\0\0\0\0"
 
 
-def encode(buf, kind, addr, tx, seq, ack, n):
+def encode(buf, kind, addr, tx, echo, seq, ack, n):
     # Frame the n payload bytes already at buf[HDR:]; returns the frame length.
-    struct.pack_into("<BBBBHHH", buf, 0, 0xA5, 0x3C, kind << 4 | addr, tx, seq, ack, n)
+    struct.pack_into("<BBBBBHHH", buf, 0, 0xA5, 0x3C, kind << 4 | addr, tx, echo, seq, ack, n)
     mv = memoryview(buf)
-    buf[10] = crc32(mv[2:10]) & 0xFF
+    buf[11] = crc32(mv[2:11]) & 0xFF
     struct.pack_into("<I", buf, HDR + n, crc32(mv[2 : HDR + n]))
     return OVH + n
 
 
 class Decoder:
     # Finds frames in a byte stream. Fill space() and call filled(n); then
-    # next() returns True with kind/addr/tx/seq/ack/payload set, while frames
+    # next() returns True with kind/addr/tx/echo/seq/ack/payload set, while frames
     # last. payload is a view into the buffer, valid until the next space().
     def __init__(self, frame_max):
         self.fmax = frame_max
@@ -68,7 +68,7 @@ class Decoder:
         self.mv = memoryview(self.buf)
         self.lo = self.hi = 0
         self.crc_errors = self.resyncs = 0
-        self.kind = self.addr = self.tx = self.seq = self.ack = 0
+        self.kind = self.addr = self.tx = self.echo = self.seq = self.ack = 0
         self.payload = None
 
     def space(self):
@@ -98,10 +98,10 @@ class Decoder:
                 self.lo = i
             if hi - i < HDR:
                 return False
-            n = buf[i + 8] | buf[i + 9] << 8
+            n = buf[i + 9] | buf[i + 10] << 8
             # The header check rejects a corrupt length at once instead of
             # waiting for bytes that belong to the next frames.
-            if n > self.fmax or buf[i + 10] != crc32(mv[i + 2 : i + 10]) & 0xFF:
+            if n > self.fmax or buf[i + 11] != crc32(mv[i + 2 : i + 11]) & 0xFF:
                 self.crc_errors += 1
                 self.lo = i + 1
                 continue
@@ -115,8 +115,9 @@ class Decoder:
             self.kind = buf[i + 2] >> 4
             self.addr = buf[i + 2] & 15
             self.tx = buf[i + 3]
-            self.seq = buf[i + 4] | buf[i + 5] << 8
-            self.ack = buf[i + 6] | buf[i + 7] << 8
+            self.echo = buf[i + 4]
+            self.seq = buf[i + 5] | buf[i + 6] << 8
+            self.ack = buf[i + 7] | buf[i + 8] << 8
             self.payload = mv[i + HDR : e - 4]
             self.lo = e
             return True
@@ -165,7 +166,7 @@ class LinkReset(LinkError):  # a side restarted: the request was dropped
 
 class Link:
     def __init__(self, stream, payload_max=4096, window=32, keepalive_ms=250, dead_ms=1500,
-                 frame_max=1024, on_state=None):
+                 frame_max=1024, baud=115200, on_state=None):
         if not (0 < payload_max <= 4096 and 1 <= window <= 64 and frame_max >= _FRAG_MIN):
             raise ValueError("bad link parameters")
         frame_max = min(frame_max, payload_max + MSGH)
@@ -175,6 +176,8 @@ class Link:
         self._ka = keepalive_ms
         self._dead = dead_ms
         self._fmax = frame_max
+        # No timeout shorter than two of the longest frames take on the line.
+        self._rto_min = _RTO_MIN + 20000 * (frame_max + OVH) // baud
         self._on_state = on_state
         r = 1024
         while r < payload_max + MSGH + frame_max:  # a whole message plus a frame
@@ -208,7 +211,8 @@ class Link:
         self._stamp = 0  # transmissions so far; the low byte goes out as tx
         self._echo = 0  # tx of the newest intact frame from the peer
         self._trail = 0  # damaged frames from the peer since that one
-        self._rtt_hi = -1  # newest stamp that gave a round-trip sample
+        self._hi = -1  # newest stamp the peer has echoed
+        self._t_prog = ticks_ms()  # when it last moved
         self._last_rx = self._last_tx = ticks_ms()
         self._restart()
 
@@ -482,9 +486,9 @@ class Link:
             self._set_up(True)
         if k == ACK:
             if len(d.payload) >= _ACKH:
-                self._on_ack(d.ack, d.payload)
+                self._on_ack(d.ack, d.echo, d.payload)
         else:
-            self._on_ack(d.ack, None)
+            self._on_ack(d.ack, d.echo, None)
             self._on_data(d.seq, d.payload)
 
     def _on_data(self, seq, p):
@@ -542,7 +546,7 @@ class Link:
             n = max(rs[1], 0)
             del rs[:2]
 
-    def _on_ack(self, ack, p):
+    def _on_ack(self, ack, echo, p):
         # p: an ACK frame's payload, or None for the ack carried by a DATA frame.
         una = self._una
         adv = (ack - una) & 0xFFFF
@@ -550,15 +554,15 @@ class Link:
             return  # stale or not ours
         segs = self._segs
         wake = adv
-        if p is not None:
-            last = self._stamp - 1
-            hi = last - ((last - p[3]) & 0xFF)  # full stamp of the echoed tx
-            if hi > self._rtt_hi:
-                self._rtt_hi = hi
-                for s in segs:
-                    if s[2] == hi:
-                        self._sample(ticks_diff(ticks_ms(), s[3]))
-                        break
+        last = self._stamp - 1
+        hi = last - ((last - echo) & 0xFF)  # full stamp of the echoed tx
+        if hi > self._hi:
+            self._hi = hi
+            self._t_prog = ticks_ms()
+            for s in segs:
+                if s[2] == hi:
+                    self._sample(ticks_diff(ticks_ms(), s[3]))
+                    break
         if adv:
             self._una = ack
             while segs:
@@ -619,7 +623,7 @@ class Link:
         else:
             self._rttv += (abs(rtt - self._srtt) - self._rttv) >> 2
             self._srtt += (rtt - self._srtt) >> 3
-        self._rto = min(max(self._srtt + 4 * self._rttv, _RTO_MIN), _RTO_MAX)
+        self._rto = min(max(self._srtt + 4 * self._rttv, self._rto_min), _RTO_MAX)
 
     def _merge(self):
         # One entry per run of received frames (never sent again) and per run
@@ -668,7 +672,7 @@ class Link:
     def _out(self, kind, addr, seq, n):
         # Stamp and frame what _next put at _fb[HDR:]; the stamp is _stamp - 1.
         self._stamp += 1
-        return encode(self._fb, kind, addr, (self._stamp - 1) & 0xFF, seq, self._rnxt, n)
+        return encode(self._fb, kind, addr, (self._stamp - 1) & 0xFF, self._echo, seq, self._rnxt, n)
 
     def _next(self):
         # Build the next frame to send into _fb; 0 when there is none.
@@ -687,7 +691,7 @@ class Link:
             rs = self._rs
             k = min(len(rs), 2 * _SACKN)
             edge = (self._rcons + len(self._rb)) & 0xFFFF
-            struct.pack_into("<HBB", fb, HDR, edge, self._trail, self._echo)
+            struct.pack_into("<HB", fb, HDR, edge, self._trail)
             for j in range(k):
                 struct.pack_into("<H", fb, HDR + _ACKH + 2 * j, rs[j])
             return self._out(ACK, 0, self._nxt, _ACKH + 2 * k)
@@ -751,8 +755,13 @@ class Link:
             if idle:
                 self._ack_due = True  # keepalive, carries our window and ranges
                 self._tx_ev.set()
+            # Frames queue on the line, so a frame's age says little; no news
+            # (no newer echo) for rto since it was sent does.
             for s in self._segs:
-                if not s[4] & (_SACKED | _LOST) and ticks_diff(now, s[3]) > self._rto:
+                if s[4] & (_SACKED | _LOST):
+                    continue
+                t = s[3] if ticks_diff(s[3], self._t_prog) > 0 else self._t_prog
+                if ticks_diff(now, t) > self._rto:
                     self._st["timeouts"] += 1
                     if ticks_diff(now, self._last_rx) > self._rto:
                         self._rto = min(self._rto << 1, _RTO_MAX)  # peer silent: back off
