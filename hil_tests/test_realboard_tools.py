@@ -13,6 +13,8 @@ import time
 import tty
 
 import pytest
+
+from host_tools import build
 import yaml
 from serial.tools import list_ports
 from serial.tools.list_ports_common import ListPortInfo
@@ -51,11 +53,14 @@ def test_every_file_importing_machine_or_rp2_is_checked(tmp_path):
     assert [os.path.basename(f) for f in found] == ["a.py", "b.py"]
 
 
-def test_rp2_hal_drives_the_pins_and_buses_from_board_json():
-    # hal/rp2.py itself, on the unix MicroPython with a recording `machine`; stdin
+def test_rp2_hal_drives_the_pins_and_buses_from_board_json(tmp_path):
+    # hal/rp2.py itself, on the unix MicroPython with a recording `machine`, given
+    # the /board.json that flashing board_configs/controller.toml writes; stdin
     # stays open so a console read that waits for more than is there hangs.
+    board_json = tmp_path / "board.json"
+    board_json.write_bytes(build.deploy_tree("controller")["board.json"])
     probe = subprocess.Popen(
-        [MICROPYTHON, os.path.join(FIXTURES, "rp2_hal_probe.py"), FIRMWARE],
+        [MICROPYTHON, os.path.join(FIXTURES, "rp2_hal_probe.py"), FIRMWARE, str(board_json)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:

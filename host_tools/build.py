@@ -1,5 +1,6 @@
 """What goes onto a board: the deploy tree of firmware files plus /board.json."""
 import functools
+import hashlib
 import json
 import os
 import re
@@ -113,9 +114,31 @@ def board_mpy(port):
     return int(proc.stdout)
 
 
+_MPY_CACHE = os.path.join(BUILD, "mpy-cache")
+
+
 def compile_mpy(src, board_path):
-    """The .mpy bytes of one module. -s: tracebacks on the board name the board
-    path (lib/link.py), not the host's."""
+    """The .mpy bytes of one module, from a cache keyed by the source, its board
+    path and the compiler (each mpy-cross run costs ~0.1 s). -s: tracebacks on
+    the board name the board path (lib/link.py), not the host's."""
+    with open(src, "rb") as f:
+        key = hashlib.sha256(f.read() + board_path.encode() + repr(mpy_cross_version()).encode()).hexdigest()
+    cached = os.path.join(_MPY_CACHE, key + ".mpy")
+    try:
+        with open(cached, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        pass
+    data = _mpy_cross(src, board_path)
+    os.makedirs(_MPY_CACHE, exist_ok=True)
+    tmp = "%s.%d" % (cached, os.getpid())
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, cached)
+    return data
+
+
+def _mpy_cross(src, board_path):
     with tempfile.TemporaryDirectory() as d:
         dst = os.path.join(d, "out.mpy")
         proc = subprocess.run(

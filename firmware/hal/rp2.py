@@ -53,7 +53,7 @@ class _AlarmPin:
 
 def rtc_int():
     # INT/SQW is open drain: the internal pull-up holds it high when idle.
-    return _AlarmPin(machine.Pin(board()["rtc_int"], machine.Pin.IN, machine.Pin.PULL_UP))
+    return _AlarmPin(machine.Pin(board()["i2c"]["rtc_int"], machine.Pin.IN, machine.Pin.PULL_UP))
 
 
 def mount_sd(path="/sd"):

@@ -90,9 +90,14 @@ def down(state_dir, timeout=15):
     end = time.monotonic() + timeout
     while pid and time.monotonic() < end:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
+            # reap it if this process started it (pytest does), else just probe
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
         time.sleep(0.05)
     if pid:
         try:
