@@ -7,9 +7,10 @@
 #   micropython linkpeer.py churn PATH SECONDS [k=v ...] small requests, outcome runs
 #   micropython linkpeer.py fuzz  CASES FRAME_MAX        feed the frame decoder
 # Options: payload=4096 window=32 frame=1024 depth=4 timeout=30000 addr=3 baud=115200.
-# xfer / churn print JSON lines ({"progress": n}, {"ready": 1}, then the result).
+# xfer / churn print JSON lines ({"progress": n} / {"event": e}, then the result).
 import sys
 import os
+import gc
 import json
 import struct
 import hashlib
@@ -93,13 +94,25 @@ async def responder(path, fname):
         await asyncio.sleep(3600)
 
 
+async def heap_watch(res):
+    # Largest live heap (after a collection): what the board really needs.
+    while True:
+        gc.collect()
+        res["heap_max"] = max(res["heap_max"], gc.mem_alloc())
+        await asyncio.sleep_ms(200)
+
+
 async def xfer(path, size):
+    gc.collect()
+    before = gc.mem_alloc()
     lk = new_link(path)
+    gc.collect()
+    res = {"link_bytes": gc.mem_alloc() - before, "heap_max": 0}
+    watch = asyncio.create_task(heap_watch(res))
     lk.start()
     addr = OPT["addr"]
     tmo = OPT["timeout"]
     chunk = OPT["payload"] - 4
-    res = {"errors": []}
 
     async def req(op, p, into=None):
         st, d = await lk.request(addr, op, p, timeout_ms=tmo, into=into)
@@ -158,7 +171,8 @@ async def xfer(path, size):
     res["size"] = size
     res["remote_stats"] = json.loads(bytes(await req(STATS, b"")))
     res["stats"] = lk.stats()
-    res["mem_peak"] = micropython.mem_peak()
+    res["mem_peak"] = micropython.mem_peak()  # unix port: allocation total, not a peak
+    watch.cancel()
     out(res)
     lk.stop()
 
@@ -203,18 +217,20 @@ async def churn(path, seconds):
 def fuzz(cases, fmax):
     # Cases are u32-length-prefixed byte strings; each is fed in uneven
     # chunks, then flushed with zeros. Prints "count crc" of the frames found.
-    data = open(cases, "rb").read()
-    pad = bytes(fmax + link.OVH)
-    pos = 0
+    f = open(cases, "rb")
+    buf = bytearray(8192)
+    pad = memoryview(bytes(fmax + link.OVH))
     idx = 0
-    while pos < len(data):
-        n = struct.unpack_from("<I", data, pos)[0]
-        src = memoryview(data)[pos + 4 : pos + 4 + n]
-        pos += 4 + n
+    while True:
+        if f.readinto(memoryview(buf)[:4]) != 4:
+            break
+        n = struct.unpack_from("<I", buf)[0]
+        src = memoryview(buf)[:n]
+        f.readinto(src)
         d = link.Decoder(fmax)
         found = 0
         h = 0
-        for part in (src, memoryview(pad)):
+        for part in (src, pad):
             i = 0
             step = idx
             while i < len(part):

@@ -190,7 +190,7 @@ class Server:
 def start(con):
     # The library, the disks and the link to the controller, serving requests.
     cfg = store.Config()
-    lnk = Link(hal.uart(0), payload_max=PAYLOAD_MAX)
+    lnk = Link(hal.uart(0), payload_max=PAYLOAD_MAX, baud=hal.board()["uart0"]["baud"])
     srv = Server(cfg, Library(cfg, con.event), Disks(), lnk)
     lnk.start()
     lnk.serve(srv.handle)

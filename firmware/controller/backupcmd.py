@@ -6,6 +6,10 @@ from controller.engine import BackupError
 from controller.restore import Restorer
 
 
+LIST_LAST = 10  # runs `backup list` shows unless told otherwise
+_LIST_KEYS = ("id", "entry", "volume", "tapes", "start", "end", "state", "bytes", "sha256", "reason")
+
+
 def _iso(t):
     return isotime.fmt(from_seconds(t)) if t is not None else None
 
@@ -13,19 +17,29 @@ def _iso(t):
 def install(con, engine, sched, vols, catalog):
     restorer = Restorer(con, engine)
 
+    def newer(v, rec):
+        # Volume v changed after backup rec read it (JP 6-168080's guard). The
+        # backed-up volume itself: its update time is not the one the run started
+        # from, so a change in the second the run ended, or after the DS3231 was
+        # set back, counts too. Another volume (or an older record): updated
+        # after the run ended.
+        if v.name == rec["volume"] and "updated" in rec:
+            return v.updated != rec["updated"]
+        return v.updated > rec["end"]
+
     def current_or_stale(rec):
-        # stale: the volume changed after the backup ended (JP 6-168080's guard)
+        # stale: the volume changed after the backup
         if rec.get("result") != "ok":
             return rec.get("result")
         try:
             v = vols.open(rec["volume"])
         except Exception:
             return "volume gone"
-        return "stale" if v.updated > rec["end"] else "current"
+        return "stale" if newer(v, rec) else "current"
 
     def show(rec):
         d = dict(rec)
-        for k in ("start", "end"):
+        for k in ("start", "end", "updated"):
             d[k] = _iso(d.get(k))
         d["state"] = current_or_stale(rec)
         d["tapes"] = [s["name"] for s in rec.get("sections", [])]
@@ -57,13 +71,32 @@ def install(con, engine, sched, vols, catalog):
             "144 mount wait=%(144_mount_wait)d" % dict(r, d=r["141"]["151_disk"], m=r["141"]["152_mt"])
             for r in rows) or "no backup has run since boot"}
 
-    @con.command("backup list", "backup list", "the catalog: every run, current or stale")
+    @con.command("backup list", "backup list [--last N]",
+                 "the catalog: the newest runs (%d unless --last), each current or stale" % LIST_LAST)
     def _list(args):
-        rows = [show(r) for r in catalog.records()]
-        return {"backups": rows, "text": "\n".join(
+        # One reply holds the rows, built in one piece on the heap: a catalog
+        # that grows by a run a day would not fit (at ~7 KB a reply can already
+        # fail), so the newest N, each with what the list shows (`backup show
+        # ID` has the rest); "count" says how many runs there are.
+        pos, kw = opts(args, values=("last",))
+        if pos:
+            raise UsageError("no arguments expected")
+        n = arg_int(kw.get("last", str(LIST_LAST)), "--last")
+        if n < 1:
+            raise UsageError("--last must be at least 1")
+        ids = catalog.ids()
+        rows = []
+        for rid in ids[-n:]:
+            rec = catalog.get(rid)
+            if rec:
+                d = show(rec)
+                rows.append({k: d.get(k) for k in _LIST_KEYS if k in d})
+        text = "\n".join(
             "%4d entry %s %s -> %s  %s  %s  %s bytes" % (r["id"], r["entry"], r["volume"], ",".join(r["tapes"]),
                                                          r["start"], r["state"], r["bytes"]) for r in rows)
-            or "no backups yet"}
+        if len(ids) > len(rows):
+            text += "\n(%d older runs: backup list --last N, backup show ID)" % (len(ids) - len(rows))
+        return {"backups": rows, "count": len(ids), "text": text or "no backups yet"}
 
     @con.command("backup show", "backup show ID", "one catalog record")
     def _show(args):
@@ -90,7 +123,7 @@ def install(con, engine, sched, vols, catalog):
                 raise CmdError(str(e))
             if target.size < rec["bytes"]:
                 raise CmdError("%s holds %d bytes, backup %d has %d" % (name, target.size, rec["id"], rec["bytes"]))
-            if target.updated > rec["end"] and target.updated != target.created and not kw.get("force"):
+            if newer(target, rec) and target.updated != target.created and not kw.get("force"):
                 raise CmdError("%s changed at %s, after backup %d ended at %s: restoring would lose newer data; "
                                "add --force to do it anyway" % (name, _iso(target.updated), rec["id"],
                                                                 _iso(rec["end"])))

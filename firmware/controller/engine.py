@@ -98,6 +98,7 @@ class Engine:
                     vol = self.vols.open(rec["volume"])  # the store keeps volumes open
                 except Exception as e:
                     raise BackupError(202, "volume %s: %s" % (rec["volume"], e))
+                rec.setdefault("updated", vol.updated)  # what the run reads: any other update time is newer
                 if inq["type"] == "disk":                    # 308
                     t.disk = 1                               # 309
                     flow = self._disk
@@ -165,6 +166,8 @@ class Engine:
         want = rec["device_volume"]
         try:
             name = await dev.read_label()                    # 501 (142 = 0) -> 502
+        except LinkError:
+            raise  # cable 14, not the label: the run is resumable
         except Exception as e:
             raise BackupError(503, "disk label unreadable: %s" % _sense(e))
         if name != want:                                     # 504
@@ -256,6 +259,8 @@ class Engine:
             ready = True
         except SenseError:
             ready = False
+        except LinkError:
+            raise
         except Exception as e:
             raise BackupError(602, "device does not answer: %s" % _sense(e))
         if ready:
@@ -307,20 +312,31 @@ class Engine:
         self.con.event("mount_request", volume=name, address=dev.addr)
         try:
             await dev.mount(name)                            # 603 / 704
-            await dev.wait_ready(MOUNT_TIMEOUT_MS)           # 604 / 705
+        except LinkError:
+            raise  # cable 14, not the mount: the run is resumable
         except Exception as e:
             raise BackupError(step, "mount %s failed: %s" % (name, _sense(e)))
+        try:
+            await dev.wait_ready(MOUNT_TIMEOUT_MS)           # 604 / 705
+        except LinkError:
+            raise
+        except Exception as e:
+            raise BackupError(step + 1, "mount %s failed: %s" % (name, _sense(e)))
         await self._check_label(t, dev, name, label_step)
 
     async def _check_label(self, t, dev, want, step):
         try:
             got = await dev.read_label()                     # 605 / 706
+        except LinkError:
+            raise
         except Exception as e:
             raise BackupError(step + 1, "label unreadable: %s" % _sense(e))   # 606 / 707
         if got != want:
             raise BackupError(step + 2, "wrong tape: label is %s, expected %s" % (got, want))  # 607 / 708
         t.checked = 1                                        # 608
         t.current = want                                     # 609
+        if step == 706:
+            t.mount_wait = 0                                 # 709, before 709 is reported
         self._step(t, step + 4 if step == 605 else 709)
 
     async def _tape_header(self, dev, meta, sec, rec):

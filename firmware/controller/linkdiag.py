@@ -20,7 +20,7 @@ def get_link():
 def start(con):
     # Open the UART link to the backup device board and add the commands.
     global _link
-    _link = Link(hal.uart(0), payload_max=PAYLOAD_MAX)
+    _link = Link(hal.uart(0), payload_max=PAYLOAD_MAX, baud=hal.board()["uart0"]["baud"])
     _link.start()
     install(con, _link)
     return _link

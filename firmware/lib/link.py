@@ -304,6 +304,7 @@ class Link:
                     raise LinkReset("session restarted")
                 if len(self._tb) - ((self._end - self._una) & 0xFFFF) >= need:
                     break
+                self._space_ev.clear()  # the lock holder is its only waiter
                 await self._wait(self._space_ev, deadline)
         e = self._end
         struct.pack_into("<HBBB", self._th, 0, n, typ << 4 | addr, tag, code)
@@ -339,16 +340,14 @@ class Link:
             else:
                 p = self._pend.pop(tag, None)
                 if p is not None:
-                    if p[3] is None:
-                        p[2] = bytearray(n)
-                        dst = memoryview(p[2])
-                    else:
-                        dst = p[2] = memoryview(p[3])[:n]
-                    if len(dst) < n:
+                    buf = bytearray(n) if p[3] is None else p[3]
+                    if len(buf) < n:
                         p[2] = LinkError("response larger than buffer")
                     else:
+                        dst = memoryview(buf)[:n]
                         _rget(rb, body, dst)
                         p[1] = code
+                        p[2] = buf if p[3] is None else dst
                     p[0].set()
             self._rcons = (body + n) & 0xFFFF
             self._st["rx_bytes"] += n
@@ -414,9 +413,8 @@ class Link:
         self._rttv = 0
         self._rto = _RTO_INIT
         self._ack_due = False
-        self._fail(LinkReset, "peer restarted")
-        self._space_ev.set()
-        self._space_ev.clear()
+        self._fail(LinkReset, "link session restarted")
+        self._space_ev.set()  # a waiting sender sees the new epoch
 
     def _on_syn(self, kind, p):
         if len(p) < 14:
@@ -469,7 +467,8 @@ class Link:
                 self._frame(d)
             if d.crc_errors != bad:
                 self._trail = min(self._trail + d.crc_errors - bad, 255)
-                self._ack_due = self._synced  # the sender learns at once what was lost
+                if self._synced:
+                    self._ack_due = True  # the sender learns at once what was lost
             self._deliver()
             if self._ack_due:
                 self._tx_ev.set()
@@ -580,7 +579,6 @@ class Link:
                 self._frag = min(self._frag << 1, self._fcap)
                 self._good = 0
             self._space_ev.set()
-            self._space_ev.clear()
         if p is not None:
             edge = p[0] | p[1] << 8
             if edge != self._edge:
@@ -597,16 +595,16 @@ class Link:
             lost = 0
             for s in segs:
                 f = s[4]
-                if f & (_SACKED | _LOST):
+                if f & _SACKED:
                     continue
                 a = (s[0] - ack) & 0xFFFF
                 b = a + s[1]
                 for j in range(_ACKH, n - 3, 4):
                     if (p[j] | p[j + 1] << 8) <= a and b <= (p[j + 2] | p[j + 3] << 8):
-                        s[4] = f | _SACKED
+                        s[4] = f & _RETX | _SACKED  # arrived after all: not to be resent
                         break
                 else:
-                    if s[2] <= hi and a < lim or hi < s[2] <= tr:
+                    if not f & _LOST and (s[2] <= hi and a < lim or hi < s[2] <= tr):
                         s[4] = f | _LOST
                         lost = 1
             if lost:
@@ -756,8 +754,9 @@ class Link:
                 self._ack_due = True  # keepalive, carries our window and ranges
                 self._tx_ev.set()
             # Frames queue on the line, so a frame's age says little; no news
-            # (no newer echo) for rto since it was sent does.
-            for s in self._segs:
+            # (no newer echo) for rto since it was sent does. While the link is
+            # down only keepalives go out; coming up resends at once.
+            for s in self._segs if self._up else ():
                 if s[4] & (_SACKED | _LOST):
                     continue
                 t = s[3] if ticks_diff(s[3], self._t_prog) > 0 else self._t_prog
@@ -765,7 +764,5 @@ class Link:
                     self._st["timeouts"] += 1
                     if ticks_diff(now, self._last_rx) > self._rto:
                         self._rto = min(self._rto << 1, _RTO_MAX)  # peer silent: back off
-                    else:
-                        self._shrink()  # peer talks but our frames get lost: too big
                     self._lose()
                     break
