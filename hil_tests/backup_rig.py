@@ -18,7 +18,6 @@ import random
 import re
 import string
 import subprocess
-import sys
 import time
 
 from host_tools import FIRMWARE, cmd_config

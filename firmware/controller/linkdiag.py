@@ -3,6 +3,8 @@
 # their data here (`--pattern`), so the console is not the bottleneck.
 # The backup engine uses the same Link (get_link()) and devcmd.Device.
 import time
+import asyncio
+from micropython import const
 import hashlib
 import binascii
 import hal
@@ -11,6 +13,7 @@ from console import CmdError, UsageError, opts, arg_int
 from devcmd import Device, SenseError, ILI, PAYLOAD_MAX, BLOCK_MAX
 
 _link = None
+WINDOW = const(4)  # pipelined WRITEs of `link write --pattern`
 
 
 def get_link():
@@ -151,21 +154,34 @@ def install(con, link):
         ew_block = err = None
         t0 = time.ticks_ms()
         slowest = 0
-        for i in range(count):
-            if seed is not None:
-                pattern(block, seed, first + i)
-            t = time.ticks_ms()
-            try:
-                ew = await d.write(block)
-            except (SenseError, LinkError) as e:
-                err = e
+        # WINDOW writes in flight, as the backup engine sends: the link keeps
+        # them in order and the wire stays busy while the device stores a block.
+        bufs = [block] + [memoryview(bytearray(size)) for _ in range(WINDOW - 1)] if seed is not None else [block]
+        inflight = []
+        i = 0
+        while True:
+            while err is None and i < count and len(inflight) < len(bufs):
+                b = bufs[i % len(bufs)]  # free again: block i - len(bufs) has been answered
+                if seed is not None:
+                    pattern(b, seed, first + i)
+                inflight.append((asyncio.create_task(d.write(b)), b, i, time.ticks_ms()))
+                i += 1
+            if not inflight:
                 break
+            task, b, k, t = inflight.pop(0)
+            try:
+                ew = await task
+            except (SenseError, LinkError) as e:
+                err = err or e
+                continue
+            if err is not None:
+                continue  # answered after an earlier block failed: not counted
             slowest = max(slowest, time.ticks_diff(time.ticks_ms(), t))
-            h.update(block)
+            h.update(b)
             n += 1
-            nbytes += len(block)
+            nbytes += len(b)
             if ew and ew_block is None:
-                ew_block = i
+                ew_block = k
         if err is not None and not n:
             raise err
         r = {"blocks": n, "bytes": nbytes, "sha256": _hex(h), "ew": ew_block is not None, "ew_block": ew_block,

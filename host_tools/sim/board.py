@@ -65,10 +65,12 @@ def _raw(fd, isig=False):
 
 
 class VirtualBoard:
-    def __init__(self, name, board_file, state_dir, uart_path):
+    def __init__(self, name, board_file, state_dir, uart_path, baud=None):
         self.name = name
         self.cfg = load_board(board_file)
         self.cfg["name"] = name
+        if baud:  # the wire's line rate is the UART's, as two boards must agree on it
+            self.cfg["uart0"]["baud"] = baud
         self.dir = os.path.join(state_dir, name)
         self.uart_path = uart_path
         self.console_path = os.path.join(self.dir, "console")

@@ -24,7 +24,7 @@ class Sim:
         self.wire = Wire(baud, paths=(os.path.join(self.dir, "wire-controller"),
                                       os.path.join(self.dir, "wire-backupdev")))
         self.baud = baud
-        self.boards = {name: VirtualBoard(name, bf, self.dir, os.path.join(self.dir, "wire-" + name))
+        self.boards = {name: VirtualBoard(name, bf, self.dir, os.path.join(self.dir, "wire-" + name), baud)
                        for name, bf in boards.items()}
         self.done = threading.Event()
 
