@@ -40,7 +40,7 @@ sysdeps:
 	  apt-get install -y -qq --no-install-recommends $$missing; } 2>&1) \
 	  || { echo "$$out" | tail -5; echo "make: apt-get install$$missing failed: see above"; exit 1; }
 
-bench: $(STAMP)
+bench: $(STAMP) sysdeps
 	$(BIN)/backupctl bench
 
 clean:

@@ -87,11 +87,19 @@ def zmodem_ratio(baud):
 
 
 def run(a):
-    print("link payload throughput / wire payload limit (baud/10 B/s), incompressible data")
-    print("%8s  %10s  %8s  %14s" % ("baud", "link", "ZMODEM", "ctl heap peak"))
+    from host_tools.bench_link import bench as raw_link
+    print("payload throughput / wire payload limit (baud/10 B/s), incompressible data, paced virtual wire")
+    print("  link      two micropython peers (192k heap), the link protocol alone, write direction")
+    print("  boards    controller `link write` -> tape emulator on the device board (SD writes included)")
+    print("  ZMODEM    lrzsz sz -> rz through the same wire")
+    print("%8s  %7s  %7s  %7s  %14s  %14s" % ("baud", "link", "boards", "ZMODEM", "heap max (link)", "mem_peak"))
     for baud in a.baud or BAUDS:
-        ratio, nbytes, peak = link_ratio(baud)
+        raw = raw_link(baud, int(baud / 10 * SECONDS))
+        ratio, _nbytes, _peak = link_ratio(baud)
         zm = zmodem_ratio(baud)
-        print("%8d  %10.3f  %8s  %14s" % (baud, ratio, "%.3f" % zm if zm is not None else "n/a (lrzsz?)",
-                                            "%d B" % peak if peak else "n/a"), flush=True)
+        print("%8d  %7.3f  %7.3f  %7s  %12d B  %12d B" % (
+            baud, raw["write_ratio"], ratio, "%.3f" % zm if zm is not None else "n/a", raw["heap_max"],
+            raw["mem_peak"]), flush=True)
+    print("mem_peak is micropython.mem_peak() of the link peer; on the unix port it counts every allocation "
+          "ever made, so the live-heap maximum is shown beside it")
     return 0
