@@ -19,6 +19,14 @@ def _one_name(args, flags=(), values=()):
     return pos[0], kw
 
 
+def _confirmed(args):
+    # Destroying a cartridge or a disk takes --yes, as `vol delete` does.
+    name, kw = _one_name(args, flags=("yes",))
+    if not kw.get("yes"):
+        raise UsageError("this destroys %s: add --yes" % name)
+    return name
+
+
 def _no_args(args):
     if args:
         raise UsageError("no arguments expected, got %r" % " ".join(args))
@@ -79,9 +87,7 @@ def install(con, srv):
 
     @con.command("tape delete", "tape delete NAME --yes", "destroy a cartridge and its data")
     def _tape_delete(args):
-        name, kw = _one_name(args, flags=("yes",))
-        if not kw.get("yes"):
-            raise UsageError("this destroys %s: add --yes" % name)
+        name = _confirmed(args)
         lib.delete(name)
         return {"deleted": name}
 
@@ -106,9 +112,7 @@ def install(con, srv):
 
     @con.command("disk delete", "disk delete NAME --yes", "destroy a disk and its data")
     def _disk_delete(args):
-        name, kw = _one_name(args, flags=("yes",))
-        if not kw.get("yes"):
-            raise UsageError("this destroys %s: add --yes" % name)
+        name = _confirmed(args)
         disks.delete(name)
         return {"deleted": name}
 

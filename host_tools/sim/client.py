@@ -29,16 +29,21 @@ def call(state_dir, cmd, timeout=30, **kw):
     with s:
         kw["cmd"] = cmd
         s.sendall(json.dumps(kw).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    reply = json.loads(data)
+        reply = json.loads(recv_line(s))
     if not reply.get("ok"):
         raise SimError(reply.get("error"))
     return reply["result"]
+
+
+def recv_line(sock):
+    """One JSON line of the control protocol (request or reply)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def running(state_dir):

@@ -11,6 +11,7 @@ import sys
 import threading
 
 from host_tools.sim.board import VirtualBoard
+from host_tools.sim.client import recv_line
 from host_tools.sim.wire import Wire
 
 BOARDS = ("controller", "backupdev")
@@ -90,14 +91,8 @@ class Sim:
                     continue
                 with conn:
                     conn.settimeout(10)
-                    data = b""
-                    while not data.endswith(b"\n"):
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        data += chunk
                     try:
-                        reply = {"ok": True, "result": self.handle(json.loads(data))}
+                        reply = {"ok": True, "result": self.handle(json.loads(recv_line(conn)))}
                     except Exception as e:  # one bad request must not stop the simulator
                         reply = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
                     conn.sendall(json.dumps(reply).encode() + b"\n")
