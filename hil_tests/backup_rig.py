@@ -51,6 +51,7 @@ def parse_iso(s):
 
 _PROSE = re.compile(rb"^\* (\w+)(.*)$")
 _KEY = re.compile(r"\s*(\w+)=")
+_NEXT_KEY = re.compile(r" \w+=")
 
 
 def _value(s):
@@ -70,7 +71,9 @@ def _value(s):
 
 
 def prose_fields(text):
-    """ "k=v k2={...} ..." (lib/console.py's text-mode event line) -> dict."""
+    """ "k=v k2={...} k3=text with spaces" (lib/console.py prints an event in
+    text mode as its fields sorted, "%s=%s" each) -> dict. A value runs to the
+    next " key=", a {...} value to its closing brace."""
     out = {}
     i = 0
     while True:
@@ -86,8 +89,8 @@ def prose_fields(text):
                     break
             end = k + 1
         else:
-            end = text.find(" ", j)
-            end = len(text) if end < 0 else end
+            nxt = _NEXT_KEY.search(text, j)
+            end = nxt.start() if nxt else len(text)
         out[m.group(1)] = _value(text[j:end])
         i = end
 
@@ -282,15 +285,6 @@ class Rig:
         hh, mm, ss = (int(x) for x in self.entries[self.entry(key)]["start"].split(":"))
         t = now.replace(hour=hh, minute=mm, second=ss)
         return t if t > now else t + datetime.timedelta(days=1)
-
-    def wait_planned(self, key, start, timeout=5):
-        """Until `backup status` shows `start` as the next start of entry `key`:
-        the scheduler has re-planned after `rtc set` (and saved the plan)."""
-        deadline = time.monotonic() + timeout
-        while self.ctl.call("backup status")["next"].get(str(self.entry(key))) != iso(start):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the scheduler did not plan %s for entry %s" % (iso(start), key))
-            time.sleep(0.05)
 
     def fire(self, key, lead=2, timeout=120, during=None):
         """Let the scheduler start entry `key` at its start time: the DS3231 is

@@ -100,7 +100,9 @@ def install(con, engine, sched, vols, catalog):
 
     @con.command("backup show", "backup show ID", "one catalog record")
     def _show(args):
-        return show(get(args))
+        d = show(get(args))
+        d["run"] = d["id"]  # a tool's reply carries its own "id" (the command's) in place of the record's
+        return d
 
     @con.command("backup status", "backup status", "what runs now and when each entry starts next")
     def _status(args):
@@ -135,7 +137,7 @@ def install(con, engine, sched, vols, catalog):
         con.event("restore_ended" if write else "verify_ended", run=rec["id"], ok=ok, sha256=sha)
         if not ok:
             raise CmdError("SHA-256 mismatch: read %s, backup recorded %s" % (sha, rec["sha256"]))
-        return {"id": rec["id"], "sha256": sha, "match": True, "bytes": rec["bytes"],
+        return {"run": rec["id"], "sha256": sha, "match": True, "bytes": rec["bytes"],
                 "to": target.name if target else None}
 
     @con.command("restore", "restore ID [--to VOLUME] [--force]", "write backup ID back into a volume")

@@ -11,7 +11,7 @@ import ansilabel
 import devcmd
 import isotime
 from devcmd import Device, SenseError
-from link import LinkError
+from link import LinkError, LinkReset
 from ds3231 import from_seconds
 from controller.cache import Cache, CHUNK, SLOTS
 from controller.table140 import Table140, next_volume_name
@@ -310,6 +310,7 @@ class Engine:
     async def mount(self, t, dev, name, step, label_step):
         self._step(t, step, volume=name)
         self.con.event("mount_request", volume=name, address=dev.addr)
+        sessions = self.link.stats()["sessions"]
         try:
             await dev.mount(name)                            # 603 / 704
         except LinkError:
@@ -321,6 +322,10 @@ class Engine:
         except LinkError:
             raise
         except Exception as e:
+            if self.link.stats()["sessions"] != sessions:
+                # the device restarted between two polls and forgot the mount
+                # with everything else: that is a link failure, resumable too
+                raise LinkReset("the backup device restarted during the mount of %s" % name)
             raise BackupError(step + 1, "mount %s failed: %s" % (name, _sense(e)))
         await self._check_label(t, dev, name, label_step)
 

@@ -56,8 +56,19 @@ class Scheduler:
         self.results = {}                 # entry number -> last result (205)
 
     def kick(self):
-        # The clock was set or an entry was queued: re-plan now.
+        # The clock was set: re-plan now. The plan is saved before `rtc set`
+        # answers: a power cut right after it must not leave the plan made for
+        # the old time, whose starts would all count as missed at the next boot.
+        try:
+            self._plan()
+        except OSError:
+            pass  # no SD card for the plan: the clock is set all the same
         self._alarm.set()
+
+    def _plan(self):
+        now = self.now()
+        self.due = {i: next_start(e["start"], now) for i, e in enumerate(self.entries())}
+        self._save()
 
     def now(self):
         return to_seconds(self.rtc.datetime())
@@ -78,9 +89,7 @@ class Scheduler:
         self.pin.irq(lambda p: self._alarm.set())
         self._catch_up()
         while True:
-            now = self.now()
-            self.due = {i: next_start(e["start"], now) for i, e in enumerate(self.entries())}
-            self._save()
+            self._plan()
             if self.due:
                 first = min(self.due, key=lambda i: self.due[i])
                 kind, hh, mm, ss, day = table_rules.parse_start(self.entries()[first]["start"])
