@@ -11,7 +11,6 @@ import ast
 import base64
 import datetime
 import hashlib
-import importlib.util
 import io
 import os
 import random
@@ -20,7 +19,7 @@ import string
 import subprocess
 import time
 
-from host_tools import FIRMWARE, cmd_config
+from host_tools import cmd_config, firmware_lib
 from host_tools.cmd_config import table_rules
 from host_tools.cmd_vol import put
 from host_tools.console import BoardConsole, ConsoleError
@@ -30,15 +29,7 @@ ENDS = ("backup_ended_normally", "backup_ended_abnormally")
 WRITE_OPS = (0x0A, 0x10, 0x2A)  # devcmd WRITE, WRITE FILEMARKS, WRITE BLOCKS
 
 
-def _load_ansilabel():
-    # The firmware's own label module: plain Python, so CPython runs it too.
-    spec = importlib.util.spec_from_file_location("ansilabel", os.path.join(FIRMWARE, "lib", "ansilabel.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ansilabel = _load_ansilabel()
+ansilabel = firmware_lib("ansilabel")  # the firmware's own label module
 
 
 def iso(t):

@@ -4,3 +4,13 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE = os.path.join(ROOT, "firmware")
 BOARD_CONFIGS = os.path.join(ROOT, "board_configs")
+
+
+def firmware_lib(name):
+    """A module of firmware/lib that is plain Python (table_rules, ansilabel),
+    loaded by path so that the host runs the very file the boards run."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(FIRMWARE, "lib", name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -13,7 +13,6 @@ show            the table in force, for people or as JSON (--json).
 import argparse
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -23,20 +22,12 @@ import zlib
 
 import serial
 
-from host_tools import FIRMWARE, target
+from host_tools import firmware_lib, target
 from host_tools.build import load_board
 from host_tools.console import BoardConsole, ConsoleError
 
 
-def _load_rules():
-    # The firmware's module, by path: host and board run the same file.
-    spec = importlib.util.spec_from_file_location("table_rules", os.path.join(FIRMWARE, "lib", "table_rules.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-table_rules = _load_rules()
+table_rules = firmware_lib("table_rules")  # host and board run the same file
 PIECE = 768  # table bytes per `config data` line (1024 characters of base64)
 
 
