@@ -16,6 +16,8 @@ import base64
 import datetime
 import json
 import os
+import random
+import string
 import time
 
 import pytest
@@ -203,6 +205,27 @@ def test_disk_backup_restores_identically(rig):
     assert (meta["state"], meta["run"], meta["volume"], meta["size"], meta["sha256"]) == \
         ("complete", end["run"], vol, len(rig.data[vol]), end["sha256"])
     r, restored = rig.restore_to_scratch(end["run"], len(rig.data[vol]))
+    assert r["match"] and restored == sha(rig.data[vol])
+
+
+def test_restore_refuses_a_run_whose_disk_a_later_run_reused(rig):
+    """The disk's backup header names the run it holds: restoring an older run
+    from a disk a later run overwrote is refused before the target is touched."""
+    vol = rig.volume("disk")
+    first, _ = rig.run_now("disk")
+    second, _ = rig.run_now("disk")
+    assert first["event"] == second["event"] == "backup_ended_normally"
+    size = len(rig.data[vol])
+    scratch = "Q%s%s" % (rig.tag, "".join(random.choice(string.digits) for _ in range(2)))
+    rig.ctl.call("vol create %s --size %d" % (scratch, size), timeout=60)
+    try:
+        empty = rig.ctl.call("vol sha %s" % scratch, timeout=60)["sha256"]
+        r = rig.ctl.call("restore %d --to %s" % (first["run"], scratch), timeout=180, check=False)
+        assert not r["ok"] and "not run %d: nothing restored" % first["run"] in r["error"], r
+        assert rig.ctl.call("vol sha %s" % scratch, timeout=60)["sha256"] == empty
+    finally:
+        rig.ctl.call("vol delete %s --yes" % scratch, check=False)
+    r, restored = rig.restore_to_scratch(second["run"], size)
     assert r["match"] and restored == sha(rig.data[vol])
 
 

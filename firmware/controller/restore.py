@@ -3,10 +3,11 @@
 import hashlib
 import binascii
 import asyncio
-import devcmd
+import json
+import ansilabel
 from devcmd import Device, SenseError
 from controller.cache import CHUNK
-from controller.engine import DISK_DATA_LBA, BackupError, _sense
+from controller.engine import DISK_DATA_LBA, DISK_HDR_LBA, BackupError, _sense
 from controller.table140 import Table140
 
 
@@ -35,6 +36,7 @@ class Restorer:
                 if name != rec["device_volume"]:
                     raise BackupError(504, "disk label is %s, the backup is on %s" % (name, rec["device_volume"]))
                 blocks, bsize = await dev.capacity()
+                await self._disk_header(dev, rec)
                 per = CHUNK // bsize
                 while i < total:
                     n = min(CHUNK, size - i * CHUNK)
@@ -42,9 +44,17 @@ class Restorer:
                     i = self._take(h, target, i, memoryview(data)[:n], total, progress_every, rec)
                     await asyncio.sleep_ms(0)
             else:
+                if target is not None and len(rec["sections"]) > 1:
+                    # every cartridge must still hold this run before the first
+                    # block of the target is overwritten
+                    for sec in rec["sections"]:
+                        await eng.mount(t, dev, sec["name"], 603, 605)
+                        await self._tape_header(dev, sec, rec)
+                        await dev.rewind()
+                        await dev.unload()
                 for sec in rec["sections"]:
                     await eng.mount(t, dev, sec["name"], 603, 605)
-                    await dev.space(1, filemarks=True)  # past HDR1/HDR2/UHLn and their tapemark
+                    await self._tape_header(dev, sec, rec)  # leaves the tape after the header's tapemark
                     while True:
                         try:
                             data = await dev.read(CHUNK)
@@ -59,6 +69,39 @@ class Restorer:
             if i != total:
                 raise BackupError(612, "backup has %d of %d chunks" % (i, total))
             return binascii.hexlify(h.digest()).decode()
+
+    async def _tape_header(self, dev, sec, rec):
+        # HDR1 (file section) and UHL1 (RUN=) say which run this cartridge holds:
+        # a cartridge reused by a later run must not be restored as this one.
+        run = section = None
+        while True:
+            try:
+                block = await dev.read(ansilabel.LABEL_LEN)
+            except SenseError as e:
+                if e.filemark:
+                    break
+                raise BackupError(606, "%s: header labels unreadable: %s" % (sec["name"], e))
+            lid, f = ansilabel.parse(block)
+            if lid == "HDR1":
+                section = f["section"]
+            elif lid == "UHL1":
+                run = f.get("RUN")
+        if run != str(rec["id"]) or section != sec.get("section", section):
+            raise BackupError(607, "%s holds run %s section %s now, not run %d section %s: nothing restored"
+                              % (sec["name"], run, section, rec["id"], sec.get("section")))
+
+    async def _disk_header(self, dev, rec):
+        # the backup header at DISK_HDR_LBA says which run the disk holds
+        raw = bytes(await dev.read_blocks(DISK_HDR_LBA, 1))
+        meta = None
+        if raw[:4] == b"RBKP":
+            try:
+                meta = json.loads(raw[4:].decode().strip())
+            except ValueError:
+                pass
+        if not meta or meta.get("run") != rec["id"] or meta.get("state") != "complete":
+            raise BackupError(504, "%s holds %s now, not run %d: nothing restored" % (
+                rec["device_volume"], "run %s" % meta.get("run") if meta else "no backup header", rec["id"]))
 
     def _take(self, h, target, i, mv, total, every, rec):
         h.update(mv)
