@@ -87,28 +87,30 @@ def sim(request):
     shutil.rmtree(pair.dir, ignore_errors=True)
 
 
-def _console(request, sim, role):
+def open_console(request, sim, role, cls=BoardConsole, **kw):
+    """A synced console on the board of `role`: the real one given on the
+    command line, else the session's virtual one."""
     port = request.config.getoption("--%s-port" % role)
     if port:
         from host_tools.target import resolve_port_spec
         port = resolve_port_spec(port)
     else:
         port = sim.port(role)
-    con = BoardConsole(port)
+    con = cls(port, **kw)
     con.sync()
     return con
 
 
 @pytest.fixture
 def controller(request, sim):
-    con = _console(request, sim, "controller")
+    con = open_console(request, sim, "controller")
     yield con
     con.close()
 
 
 @pytest.fixture
 def backupdev(request, sim):
-    con = _console(request, sim, "backupdev")
+    con = open_console(request, sim, "backupdev")
     yield con
     con.close()
 

@@ -24,6 +24,7 @@ import pytest
 
 from host_tools.cmd_config import table_rules
 from host_tools.console import ConsoleError
+from hil_tests.plugin import open_console
 from hil_tests.backup_rig import (Console, Operator, OddDevice, Rig, free_addresses, iso, parse_iso, sha,
                                   wait_link, WRITE_OPS)
 
@@ -31,22 +32,10 @@ KIB = 1024
 CHUNK = 2048  # one tape block / link WRITE (devcmd.BLOCK_MAX)
 
 
-def _open(request, sim, role):
-    port = request.config.getoption("--%s-port" % role)
-    if port:
-        from host_tools.target import resolve_port_spec
-        port = resolve_port_spec(port)
-    else:
-        port = sim.port(role)
-    con = Console(port, timeout=30)
-    con.sync()
-    return con
-
-
 @pytest.fixture(scope="module")
 def rig(request, sim, tmp_path_factory):
-    ctl = _open(request, sim, "controller")
-    dev = _open(request, sim, "backupdev")
+    ctl = open_console(request, sim, "controller", Console, timeout=30)
+    dev = open_console(request, sim, "backupdev", Console, timeout=30)
     r = Rig(ctl, dev, sim)
     r.tmp = str(tmp_path_factory.mktemp("backup"))
     table_before = ctl.call("config show")
