@@ -2,7 +2,6 @@
 on its SD card, the device address table, the mount policy; every wrong input
 gets one clear error and changes nothing; the configuration survives a reboot."""
 import json
-import os
 import random
 import string
 import subprocess

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from host_tools.console import ConsoleError
 
 MPREMOTE = [sys.executable, "-m", "mpremote"]
 
@@ -82,7 +81,6 @@ def test_mpremote_lists_copies_and_sd_survives_reboot(sim, controller, tmp_path)
     _mpremote(port, "fs", "cp", ":/sd/blob.bin", str(back))
     assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(data).digest()
     _mpremote(port, "fs", "rm", ":/sd/blob.bin")
-    controller.ser.open() if not controller.ser.is_open else None
 
 
 def test_ctrl_c_breaks_into_the_repl_and_firmware_comes_back(controller):

@@ -9,12 +9,9 @@ import select
 import struct
 import subprocess
 import sys
-import time
 import tty
 
 import pytest
-
-from host_tools import build
 import yaml
 from serial.tools import list_ports
 from serial.tools.list_ports_common import ListPortInfo

@@ -14,7 +14,6 @@ import argparse
 import base64
 import hashlib
 import json
-import os
 import sys
 import time
 import tomllib

@@ -1,5 +1,4 @@
 """backupctl console: an interactive terminal on a board's console."""
-import os
 import sys
 
 import serial

@@ -7,7 +7,6 @@ restored into scratch volumes and compared by SHA-256.
 """
 import hashlib
 import os
-import sys
 import tempfile
 import time
 
@@ -115,7 +114,7 @@ def run(a):
         for name, size, scratch in VOLUMES:
             rec = runs[name]
             ctl.events.clear()
-            r = ctl.call("restore %d --to %s" % (rec["id"], scratch), timeout=240)
+            ctl.call("restore %d --to %s" % (rec["id"], scratch), timeout=240)
             for _, ev in ctl.events:
                 if ev["event"] in ("mount_request", "restore_volume_done"):
                     _show_event(ev)

@@ -5,16 +5,13 @@ import json
 import asyncio
 import atomic
 import table_rules
+from isotime import days_in_month
 from ds3231 import to_seconds, from_seconds
 from controller import table100
 from controller.engine import BackupError, Interrupted
 
 STATE = "/sd/sched.json"  # start times the SP armed: what a power-off may miss
 _DAY = 86400
-
-
-def _dim(y, m):
-    return (31, 29 if y % 4 == 0 else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[m - 1]
 
 
 def next_start(start, now):
@@ -34,7 +31,7 @@ def next_start(start, now):
         return t if t > now else t + 7 * _DAY
     y, m = from_seconds(now)[:2]
     for _ in range(13):  # monthly: skip months that lack the date
-        if day <= _dim(y, m):
+        if day <= days_in_month(y, m):
             t = to_seconds((y, m, day, hh, mm, ss, 0))
             if t > now:
                 return t

@@ -6,13 +6,11 @@ Supervisor model: the board process talks to an inner pty; this supervisor
 bridges it to the outer (user-facing) pty, restarts the process on reset or
 watchdog bite, and powers it off/on on command (kill -9 = a power cut).
 """
-import errno
 import fcntl
 import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import termios
 import threading
