@@ -19,7 +19,7 @@ import tty
 
 from host_tools import ROOT
 from host_tools.build import FIRMWARE_DIRS, deploy_tree, load_board
-from host_tools.vboard import flashimg
+from host_tools.vboard import flashimg, hwfaults
 
 VBOARD = os.path.join(ROOT, "host_tools", "vboard")
 
@@ -72,6 +72,7 @@ class VirtualBoard:
         self.dir = os.path.join(state_dir, name)
         self.uart_path = uart_path
         self.console_path = os.path.join(self.dir, "console")
+        self.faults_path = os.path.join(self.dir, "faults.json")
         self.proc = None
         self.powered = False
         self.boots = 0
@@ -103,6 +104,8 @@ class VirtualBoard:
         if os.path.lexists(os.path.join(self.dir, "uart0")):
             os.unlink(os.path.join(self.dir, "uart0"))
         os.symlink(self.uart_path, os.path.join(self.dir, "uart0"))
+        if not os.path.exists(self.faults_path):
+            hwfaults.write(self.faults_path, {})
         fifo = os.path.join(self.dir, "ctl.fifo")
         if not os.path.exists(fifo):
             os.mkfifo(fifo)
@@ -117,6 +120,20 @@ class VirtualBoard:
         tree = deploy_tree(self.cfg["role"], mpy=mpy)
         tree["board.json"] = json.dumps(self.cfg, sort_keys=True).encode()
         return flashimg.write_tree(os.path.join(self.dir, "flash.img"), tree, owned=FIRMWARE_DIRS)
+
+    # --- injected faults of the board's parts (SD card, DS3231) ---------------
+    def part_faults(self, part):
+        with open(self.faults_path, "rb") as f:
+            return json.loads(f.read() or b"{}").get(part) or {}
+
+    def set_part_faults(self, part, faults):
+        """Replace the faults of `part`; the part's model sees them at its next access."""
+        with self._lock:
+            with open(self.faults_path, "rb") as f:
+                state = json.loads(f.read() or b"{}")
+            state[part] = faults
+            hwfaults.write(self.faults_path, state)
+        return faults
 
     # --- the outer console pty ----------------------------------------------
     def open_console(self):

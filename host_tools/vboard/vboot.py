@@ -9,6 +9,7 @@ import vfs
 import json
 
 from ds3231_model import DS3231Model
+from hwfaults import FaultFile
 
 _FLASH_BLOCK = 4096
 _SD_BLOCK = 512
@@ -63,6 +64,8 @@ class Hardware:
         # supervisor that restarts this process.
         self.ctl = open(state + "/ctl.fifo", "w")
         self.uid = cfg.get("uid", self.name)
+        # faults injected by the simulator (`backupctl sim sd|rtc ...`), per part
+        self.faults = FaultFile(state + "/faults.json")
 
 
 def _boot(state):
