@@ -66,6 +66,14 @@ class VirtualPair:
     def clear(self):
         return self.call("clear")
 
+    def sd(self, board, action, **kw):
+        """SD card faults: action eject|insert|full|errors|clear (`backupctl sim sd`)."""
+        return self.call("sd", board=board, action=action, **kw)
+
+    def rtc(self, action, **kw):
+        """DS3231 faults: action nack (n=N)|battery (on=bool)|clear (`backupctl sim rtc`)."""
+        return self.call("rtc", board="controller", action=action, **kw)
+
     def close(self):
         client.down(self.dir)
 
