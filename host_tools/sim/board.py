@@ -79,6 +79,12 @@ class VirtualBoard:
         self._lock = threading.RLock()
         self._stop = False
         self._inner = None
+        # Inner console descriptors of processes that are gone. Only the pump
+        # closes them, between two of its iterations: it may be using one
+        # outside the lock when _kill() runs, and a descriptor closed then
+        # gets its number reused by the next open()/accept() in this process
+        # (the daemon's control socket), which the pump would then read.
+        self._retired = []
         self._wdt = None  # (timeout_s, deadline)
         self._raw_repl = False  # the board shows the raw REPL (mpremote is driving it)
         self._last_in = b""
@@ -146,7 +152,7 @@ class VirtualBoard:
             os.unlink(self.console_path)
         os.symlink(name, self.console_path)
         self._ctl = os.open(os.path.join(self.dir, "ctl.fifo"), os.O_RDWR | os.O_NONBLOCK)
-        self._thread = threading.Thread(target=self._pump, name="board-" + self.name, daemon=True)
+        self._thread = threading.Thread(target=self._bridge, name="board-" + self.name, daemon=True)
         self._thread.start()
         return name
 
@@ -191,8 +197,13 @@ class VirtualBoard:
             self.proc.wait()
             self.proc = None
         if self._inner is not None:
-            os.close(self._inner)
+            self._retired.append(self._inner)  # closed by the pump (see __init__)
             self._inner = None
+
+    def _close_retired(self):
+        with self._lock:
+            while self._retired:
+                os.close(self._retired.pop())
 
     def reset(self):
         with self._lock:
@@ -204,6 +215,7 @@ class VirtualBoard:
         self.power_off()
         if getattr(self, "_thread", None):
             self._thread.join(2)
+        self._close_retired()
         for fd in ("_outer", "_ctl"):
             if getattr(self, fd, None) is not None:
                 os.close(getattr(self, fd))
@@ -214,11 +226,20 @@ class VirtualBoard:
             self._log.close()
 
     # --- the bridge ---------------------------------------------------------
+    def _bridge(self):
+        while not self._stop:
+            try:
+                self._pump()
+            except Exception as e:  # the console must outlive any one bad event
+                self._note("bridge restarted after %s: %s" % (type(e).__name__, e))
+                time.sleep(0.05)
+
     def _pump(self):
         to_board = b""
         to_user = b""
         ctl_buf = b""
         while not self._stop:
+            self._close_retired()  # the previous iteration is done with them
             with self._lock:
                 inner, proc = self._inner, self.proc
             rl = [self._outer, self._ctl] + ([inner] if inner is not None and len(to_user) < 65536 else [])

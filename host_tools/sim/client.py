@@ -35,14 +35,17 @@ def call(state_dir, cmd, timeout=30, **kw):
     return reply["result"]
 
 
-def recv_line(sock):
-    """One JSON line of the control protocol (request or reply)."""
+def recv_line(sock, limit=None):
+    """One JSON line of the control protocol (request or reply); ValueError
+    past `limit` bytes."""
     data = b""
     while not data.endswith(b"\n"):
         chunk = sock.recv(65536)
         if not chunk:
             break
         data += chunk
+        if limit and len(data) > limit:
+            raise ValueError("request longer than %d bytes" % limit)
     return data
 
 

@@ -9,12 +9,14 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from host_tools.sim.board import VirtualBoard
 from host_tools.sim.client import recv_line
 from host_tools.sim.wire import Wire
 
 BOARDS = ("controller", "backupdev")
+REQUEST_LIMIT = 1 << 16  # bytes; a request is one short JSON line
 
 
 class Sim:
@@ -28,6 +30,7 @@ class Sim:
         self.boards = {name: VirtualBoard(name, bf, self.dir, os.path.join(self.dir, "wire-" + name), baud)
                        for name, bf in boards.items()}
         self.done = threading.Event()
+        self._handling = threading.Lock()
 
     def start(self):
         self.wire.start()
@@ -83,22 +86,45 @@ class Sim:
         srv.bind(path)
         srv.listen(8)
         srv.settimeout(0.2)
+        clients = []
         try:
             while not self.done.is_set():
                 try:
                     conn, _ = srv.accept()
                 except socket.timeout:
                     continue
-                with conn:
-                    conn.settimeout(10)
-                    try:
-                        reply = {"ok": True, "result": self.handle(json.loads(recv_line(conn)))}
-                    except Exception as e:  # one bad request must not stop the simulator
-                        reply = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
-                    conn.sendall(json.dumps(reply).encode() + b"\n")
+                except OSError as e:  # e.g. EMFILE: refuse this client, keep serving
+                    print("sim: accept failed: %s" % e, file=sys.stderr, flush=True)
+                    self.done.wait(0.2)
+                    continue
+                # A client of its own thread: one that is slow to send its
+                # request cannot hold up the others (the request is read
+                # outside the lock, the boards are commanded one at a time).
+                clients = [t for t in clients if t.is_alive()]
+                clients.append(threading.Thread(target=self._client, args=(conn,), daemon=True))
+                clients[-1].start()
         finally:
             srv.close()
             os.unlink(path)
+            end = time.monotonic() + 2
+            for t in clients:  # the answer to `down` goes out before the boards stop
+                t.join(max(0, end - time.monotonic()))
+
+    def _client(self, conn):
+        with conn:
+            conn.settimeout(10)
+            try:
+                req = json.loads(recv_line(conn, limit=REQUEST_LIMIT))
+                if not isinstance(req, dict):
+                    raise ValueError("a request is one JSON object")
+                with self._handling:
+                    reply = {"ok": True, "result": self.handle(req)}
+            except Exception as e:  # one bad request must not stop the simulator
+                reply = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+            try:
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+            except OSError:
+                pass  # the client hung up before its answer: nobody to tell
 
 
 def main(argv=None):
