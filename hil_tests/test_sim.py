@@ -180,3 +180,27 @@ def test_silent_or_bad_clients_get_errors_and_others_are_served(daemon):
     finally:
         silent.close()
     assert not sim.done.is_set()
+
+
+# --- the plugin's health check before each test (hil_tests/plugin.py) --------
+@pytest.mark.virtual_only("powers a board off and breaks into the REPL")
+def test_boards_left_broken_are_brought_back_with_a_warning(sim, controller):
+    from hil_tests import plugin
+    controller.ser.write(b"\x03")  # the controller drops to the REPL: its firmware no longer answers
+    controller.close()
+    sim.power("backupdev", "off")
+    assert plugin.answers(sim.port("controller")) is False
+    with pytest.warns(pytest.PytestWarning) as w:
+        plugin._heal_virtual(sim)
+    said = " ".join(str(x.message) for x in w)
+    assert "controller did not answer" in said and "backupdev did not answer" in said
+    assert plugin.answers(sim.port("controller")) and plugin.answers(sim.port("backupdev"))
+
+
+@pytest.mark.virtual_only("stops the simulator")
+def test_a_stopped_simulator_is_restarted_with_a_warning(sim):
+    from hil_tests import plugin
+    client.down(sim.dir)
+    with pytest.warns(pytest.PytestWarning, match="simulator had stopped"):
+        plugin._heal_virtual(sim)
+    assert plugin.answers(sim.port("controller")) and plugin.answers(sim.port("backupdev"))
