@@ -7,127 +7,27 @@ Everything is built through the firmware consoles and put back afterwards
 (table 100, volumes, cartridges, disks, device addresses, mount settings, and
 on virtual boards the DS3231's time), because the board pair is shared with
 the rest of the suite. Names are unique per run: a 3-letter tag in each."""
-import ast
 import base64
 import datetime
 import hashlib
 import io
 import os
 import random
-import re
 import string
 import subprocess
 import time
 
-from host_tools import cmd_config, firmware_lib
+from host_tools import cmd_config, firmware_lib, runs
 from host_tools.cmd_config import table_rules
 from host_tools.cmd_vol import put
-from host_tools.console import BoardConsole, ConsoleError
+from host_tools.console import ConsoleError
+from host_tools.runs import ENDS, Console, iso, parse_iso, prose_fields  # noqa: F401 (the tests' names)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENDS = ("backup_ended_normally", "backup_ended_abnormally")
 WRITE_OPS = (0x0A, 0x10, 0x2A)  # devcmd WRITE, WRITE FILEMARKS, WRITE BLOCKS
 
 
 ansilabel = firmware_lib("ansilabel")  # the firmware's own label module
-
-
-def iso(t):
-    return t.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def parse_iso(s):
-    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S")
-
-
-_PROSE = re.compile(rb"^\* (\w+)(.*)$")
-_KEY = re.compile(r"\s*(\w+)=")
-_NEXT_KEY = re.compile(r" \w+=")
-
-
-def _value(s):
-    if s.startswith("{"):
-        try:
-            return ast.literal_eval(s)  # a dict, e.g. table 140 in backup_step
-        except (ValueError, SyntaxError):
-            return s
-    if s in ("True", "False"):
-        return s == "True"
-    if s == "None":
-        return None
-    try:
-        return int(s)
-    except ValueError:
-        return s
-
-
-def prose_fields(text):
-    """ "k=v k2={...} k3=text with spaces" (lib/console.py prints an event in
-    text mode as its fields sorted, "%s=%s" each) -> dict. A value runs to the
-    next " key=", a {...} value to its closing brace."""
-    out = {}
-    i = 0
-    while True:
-        m = _KEY.match(text, i)
-        if not m:
-            return out
-        j = m.end()
-        if text.startswith("{", j):  # up to the matching brace
-            depth = 0
-            for k in range(j, len(text)):
-                depth += {"{": 1, "}": -1}.get(text[k], 0)
-                if depth == 0:
-                    break
-            end = k + 1
-        else:
-            nxt = _NEXT_KEY.search(text, j)
-            end = nxt.start() if nxt else len(text)
-        out[m.group(1)] = _value(text[j:end])
-        i = end
-
-
-class Console(BoardConsole):
-    """BoardConsole that also records the events a board prints as prose
-    (`* name k=v ...`) before a host has switched it to JSON: what the
-    controller reports at boot (missed_start, a resumed backup_started)."""
-
-    def _take(self, line):
-        r = super()._take(line)
-        m = _PROSE.match(line.lstrip(b"> "))
-        if r is None and m and m.group(1) != b"boot":
-            ev = prose_fields(m.group(2).decode(errors="replace"))
-            ev["event"] = m.group(1).decode()
-            self.events.append((time.monotonic(), ev))
-        return r
-
-    def after_boot(self, since, timeout=30):
-        """After a power-on or reset: wait for the boot line, then switch to
-        JSON without throwing away what the board printed meanwhile (sync()
-        would)."""
-        self.wait_event("boot", since=since, timeout=timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.call("mode json", timeout=2)
-                return
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise
-
-    def after(self, event, name, match=None, timeout=10):
-        """The first event `name` that came after `event` (one of self.events)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            i = next(k for k, (_, ev) in enumerate(self.events) if ev is event)
-            for _, ev in self.events[i + 1:]:
-                if ev["event"] == name and (match is None or match(ev)):
-                    return ev
-            if time.monotonic() > deadline:
-                raise TimeoutError("no %s after %r" % (name, event))
-            self.pump(0.05)
-
-    def since(self, t, *names):
-        return [ev for tt, ev in self.events if tt >= t and (not names or ev["event"] in names)]
 
 
 class Rig:
@@ -210,9 +110,7 @@ class Rig:
         return {d["name"]: d["written"] for d in self.dev.call("disk list")["disks"]}[name]
 
     def empty_drive(self):
-        self.dev.call("mount cancel", check=False)
-        if self.dev.call("status")["drive"]:
-            self.dev.call("tape unload")
+        runs.empty_drive(self.dev)
 
     def blank_label(self, addr, name):
         """Overwrite cartridge `name`'s VOL1 label (its first block) through the
@@ -236,31 +134,10 @@ class Rig:
         return None
 
     def wait_end(self, since, volume, timeout=120, during=None):
-        """The end event of the next run of `volume` started after `since`,
-        and every event of that run (backup_started .. end)."""
-        deadline = time.monotonic() + timeout
-        run = None
-        while time.monotonic() < deadline:
-            for ev in self.ctl.since(since):
-                if run is None and ev["event"] == "backup_started" and ev.get("volume") == volume:
-                    run = ev["run"]
-                if run is not None and ev["event"] in ENDS and ev.get("run") == run:
-                    return ev, self.run_events(since, run)
-            if during:
-                during()
-            self.ctl.pump(0.05)
-        raise TimeoutError("no end of a backup of %s within %d s; events: %r" % (
-            volume, timeout, self.ctl.since(since)[-8:]))
+        return runs.wait_end(self.ctl, since, volume, timeout, during)
 
     def run_events(self, since, run):
-        out = []
-        inside = False
-        for ev in self.ctl.since(since):
-            if ev["event"] == "backup_started":
-                inside = ev["run"] == run
-            if inside or ev.get("run") == run:
-                out.append(ev)
-        return out
+        return runs.run_events(self.ctl, since, run)
 
     def run_now(self, key, timeout=120, during=None):
         since = time.monotonic()
@@ -268,14 +145,11 @@ class Rig:
         return self.wait_end(since, self.volume(key), timeout, during)
 
     def rtc(self):
-        return parse_iso(self.ctl.call("rtc get")["time"])
+        return runs.rtc_now(self.ctl)
 
     def next_start(self, key, after=None):
         """The next time (by the DS3231) that the daily start of entry `key` comes."""
-        now = after or self.rtc()
-        hh, mm, ss = (int(x) for x in self.entries[self.entry(key)]["start"].split(":"))
-        t = now.replace(hour=hh, minute=mm, second=ss)
-        return t if t > now else t + datetime.timedelta(days=1)
+        return runs.next_daily(self.entries[self.entry(key)]["start"], after or self.rtc())
 
     def fire(self, key, lead=2, timeout=120, during=None):
         """Let the scheduler start entry `key` at its start time: the DS3231 is
@@ -290,14 +164,7 @@ class Rig:
     def restore_to_scratch(self, rid, size):
         """restore ID --to a fresh zero-filled volume; returns (reply, SHA-256
         of the restored bytes as the controller reads them)."""
-        scratch = "R%s%s" % (self.tag, "".join(random.choice(string.digits) for _ in range(2)))
-        self.ctl.call("vol create %s --size %d" % (scratch, size), timeout=60)
-        try:
-            r = self.ctl.call("restore %d --to %s" % (rid, scratch), timeout=180)
-            sha = self.ctl.call("vol sha %s" % scratch, timeout=60)["sha256"]
-        finally:
-            self.ctl.call("vol delete %s --yes" % scratch, check=False)
-        return r, sha
+        return runs.restore_to_scratch(self.ctl, rid, size, self.tag)
 
     def read_label_block(self, addr):
         """One block read through the link: (label id, fields), or the stop

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "host_tools.cmd_bench",
     "host_tools.cmd_vol",
     "host_tools.cmd_config",
+    "host_tools.cmd_soak",
 )
 
 

@@ -170,9 +170,10 @@ def _sha_timeout(nbytes, timeout):
     return timeout + nbytes / 100e3  # the board hashes at >= 100 KB/s
 
 
-def put(con, name, path, timeout=10.0):
+def put(con, name, path, timeout=10.0, out=None):
     """Write FILE into volume NAME from block 0 (the last block padded with
-    zeros) and check the board's SHA-256 of those blocks."""
+    zeros) and check the board's SHA-256 of those blocks. Progress goes to
+    `out` (default stderr), the result line too (default stdout)."""
     info = con.call("vol info " + name)
     bs, cap = info["block_size"], info["size"]
     size = os.path.getsize(path)
@@ -181,7 +182,7 @@ def put(con, name, path, timeout=10.0):
     if size > cap:
         raise ValueError("%s is %d bytes but %s holds %d: make a bigger volume" % (path, size, name, cap))
     h = hashlib.sha256()
-    prog = Progress("put %s" % name, size)
+    prog = Progress("put %s" % name, size, out or sys.stderr)
 
     def lines(f):
         lba = 0
@@ -208,7 +209,7 @@ def put(con, name, path, timeout=10.0):
     finally:
         prog.finish()
     print("put %s -> %s: %d bytes in %.1f s (%s/s), SHA-256 %s matches" % (
-        path, name, size, time.monotonic() - prog.t0, _kib(prog.rate()), h.hexdigest()[:16]))
+        path, name, size, time.monotonic() - prog.t0, _kib(prog.rate()), h.hexdigest()[:16]), file=out)
 
 
 def get(con, name, path, timeout=10.0):

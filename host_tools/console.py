@@ -73,9 +73,10 @@ class BoardConsole:
     def send_line(self, text):
         self.ser.write(text.encode() + b"\n")
 
-    def call(self, cmd, timeout=None, check=True):
+    def call(self, cmd, timeout=None, check=True, during=None):
         """Run one command; returns its JSON reply. Raises ConsoleError on an
-        error reply when check is true."""
+        error reply when check is true. during() is called after each line
+        that arrives meanwhile (it may act on the events, or raise)."""
         self._id += 1
         rid = str(self._id)
         self.ser.write(("#%s %s\n" % (rid, cmd)).encode())
@@ -90,6 +91,8 @@ class BoardConsole:
                 if check and not reply.get("ok"):
                     raise ConsoleError(reply.get("error"))
                 return reply
+            if during:
+                during()
 
     def wait_event(self, name, timeout=None, since=0.0, match=None):
         """Wait for event `name` seen after time `since` (monotonic); returns it."""
