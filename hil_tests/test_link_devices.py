@@ -172,15 +172,20 @@ def test_operator_answers_mount_requests(library, backupdev, controller):
 
 
 def test_early_warning_then_overflow_trailer_fits_and_data_reads_back(library, controller):
-    name = library("2M")  # early warning 64 KiB before the end
+    # 512 KiB, not more: every block crosses the paced wire twice (written,
+    # read back), and what is tested happens at the last 64 KiB of any size
+    cap, ew, label = 512 * 1024, 64 * 1024, 80
+    name = library("%dK" % (cap // 1024), "--early-warning %dK" % (ew // 1024))
     mount(controller, name)
     w = controller.call("link write 0 --pattern 11 --count 2000", timeout=300)
     print("\nwrite: %s" % w["text"])
     # block i ends at 80 + (i + 1) * 2048: early warning from the first block
-    # past 2 MiB - 64 KiB, overflow for the first one past 2 MiB
-    assert w["ew"] and w["ew_block"] == 991
-    assert w["blocks"] == 1023 and "VOLUME OVERFLOW" in w["error"] and "0D/00/02" in w["error"]
-    assert w["sha256"] == pattern_sha(11, 0, 1023)
+    # past the end - 64 KiB, overflow for the first one past the end
+    first_past = lambda limit: -(-(limit - label) // 2048) - 1  # noqa: E731
+    n = first_past(cap)
+    assert w["ew"] and w["ew_block"] == first_past(cap - ew)
+    assert w["blocks"] == n and "VOLUME OVERFLOW" in w["error"] and "0D/00/02" in w["error"]
+    assert w["sha256"] == pattern_sha(11, 0, n)
     # the trailer still fits after early warning, each write saying so
     trailer = b"EOF1" + b"%-76s" % name.encode()
     assert controller.call("link weof 0")["ew"] is True
@@ -190,12 +195,12 @@ def test_early_warning_then_overflow_trailer_fits_and_data_reads_back(library, c
     err = sense_of(controller, "link write 0 --pattern 11 --count 1")  # nothing written past the end
     assert "0D/00/02" in err
     pos = controller.call("link pos 0")
-    assert pos["ew"] and pos["eod"] and pos["file"] == 3 and pos["block"] == 1 + 1023 + 1 + 1 + 2
+    assert pos["ew"] and pos["eod"] and pos["file"] == 3 and pos["block"] == 1 + n + 1 + 1 + 2
     controller.call("link rewind 0")
     assert controller.call("link label 0")["volume"] == name
     r = controller.call("link read 0 --count 2000", timeout=300)
     print("read:  %d blocks in %.1f s, %.1f KiB/s" % (r["blocks"], r["seconds"], r["kib_s"]))
-    assert (r["blocks"], r["sha256"], r["stop"]) == (1023, w["sha256"], "filemark")
+    assert (r["blocks"], r["sha256"], r["stop"]) == (n, w["sha256"], "filemark")
     assert base64.b64decode(controller.call("link read 0")["data"]) == trailer
     assert [controller.call("link read 0")["stop"] for _ in range(3)] == ["filemark", "filemark", "eod"]
     # SPACE: back over the two trailing filemarks, forward to end of data
