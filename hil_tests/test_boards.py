@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from host_tools.console import BoardConsole
+
 
 MPREMOTE = [sys.executable, "-m", "mpremote"]
 
@@ -81,6 +83,8 @@ def test_mpremote_lists_copies_and_sd_survives_reboot(sim, controller, tmp_path)
     _mpremote(port, "fs", "cp", ":/sd/blob.bin", str(back))
     assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(data).digest()
     _mpremote(port, "fs", "rm", ":/sd/blob.bin")
+    with BoardConsole(port) as con:  # mpremote leaves the board in the REPL: back to its firmware
+        con.sync()
 
 
 def test_ctrl_c_breaks_into_the_repl_and_firmware_comes_back(controller):
