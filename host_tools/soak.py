@@ -243,15 +243,23 @@ class Soak:
         if "sd" in self.supported:
             for b in ("controller", "backupdev"):
                 self.sim("sd", board=b, action="clear")
+                try:
+                    self.sim("sd", board=b, action="insert")  # whether or not `clear` puts a card back
+                except SimError:
+                    pass  # the card was in
         if "rtc" in self.supported:
             self.sim("rtc", board="controller", action="clear")
-        for b in ("controller", "backupdev"):
+        for b, con in (("controller", self.ctl), ("backupdev", self.dev)):
             self.sim("power", board=b, action="on")
-        for con in (self.ctl, self.dev):
             try:
                 con.call("version", timeout=5)
             except (TimeoutError, ConsoleError):
-                con.sync(timeout=60)
+                try:
+                    con.sync(timeout=30)  # e.g. left in the REPL: back to the firmware
+                except TimeoutError:
+                    self.note("  %s does not answer: power-cycled" % b)
+                    self.sim("power", board=b, action="cycle")
+                    con.sync(timeout=60)
         runs.empty_drive(self.dev)
 
     # --- one run ---------------------------------------------------------------
@@ -364,6 +372,8 @@ class Soak:
         when = "after %d" % p["at"] if p["kind"] != "none" else ""
         if p["kind"] != "none" and not r["fault"]:
             when += " (not reached)"
+        elif r["fault"] and r["fault"].startswith("skipped"):
+            when += " (skipped)"
         return "run %2d %-4s %-16s %-7s %-9s -> %s%s%s%s" % (
             p["run"], p["target"], p["kind"], p["phase"], when,
             what, ", resumed" if r["resumed"] else "", "; restore " + r["restore"] if r["restore"] else "",
@@ -381,6 +391,10 @@ class Soak:
             ("runs", "%d (seed %s, %d KiB volumes, %.0f s)" % (len(rs), self.seed, self.size // KIB, elapsed)),
             ("faults injected", ", ".join("%s %d" % kv for kv in sorted(kinds.items())) or "none"),
         ]
+        missed = collections.Counter(r["plan"]["kind"] for r in rs if r["plan"]["kind"] != "none" and not r["fault"])
+        if missed:
+            rows.append(("faults not reached", ", ".join("%s %d" % kv for kv in sorted(missed.items()))
+                         + " (the phase ended before that event, or had no restore)"))
         if skipped:
             rows.append(("faults skipped", ", ".join("%s %d" % kv for kv in sorted(skipped.items()))
                          + " (this simulator has no `%s` command)" % "`/`".join(
@@ -418,7 +432,14 @@ def soak(state_dir, seed, runs_n=20, only=None, size=SIZE, out=None):
         s = Soak(state_dir, ctl, dev, seed, size, out)
         s.setup()
         for i in (only or range(runs_n)):
-            s.run(i)
+            try:
+                s.run(i)
+            except Exception as e:  # the soak's own trouble is a broken run too, and the next one goes on
+                s.results.append({"plan": plan(seed, i), "fault": None, "outcome": "soak error", "resumed": False,
+                                  "restore": None, "loss": None,
+                                  "broken": "soak error %s: %s" % (type(e).__name__, e)})
+                s.note("run %2d -> BROKEN: %s" % (i, s.results[-1]["broken"]))
+                s.recover()
         shutil.rmtree(s.tmp, ignore_errors=True)
         return s
     finally:
