@@ -87,7 +87,8 @@ def down(state_dir, timeout=15):
     """Stop the daemon and wait until it has exited; True if one was running."""
     pidfile = os.path.join(state_dir, "daemon.pid")
     try:
-        pid = int(open(pidfile).read())
+        with open(pidfile) as f:
+            pid = int(f.read())
     except (OSError, ValueError):
         pid = None
     try:
