@@ -1,12 +1,13 @@
 """The soak: scheduled backups and restores on a virtual board pair under
 faults drawn from a seed, every restore checked by SHA-256 against its source.
 
-Run i of seed S draws its plan from random.Random("S/i"): the target (a tape
-backup that spans two cartridges, or a disk), one fault, the phase it hits
-(the backup or the restore) and the event of that phase after which it is
-injected (the k-th event of the run: a backup_step, backup_progress,
-mount_request...), so a run is replayed by its seed and number alone
-(`backupctl soak --seed S --only I`). Each run writes new random data into its
+The runs sweep every fault in every phase it can hit (the backup or the
+restore), in an order drawn from the seed: the first sweep on tape (a backup
+that spans two cartridges), the next on the disk. Run i of seed S draws the
+rest from random.Random("S/i"): the event of its phase after which the fault
+comes (the k-th event of the run: a backup_step, backup_progress,
+mount_request...), the fault's strength and the data; so a run is replayed by
+its seed and number alone (`backupctl soak --seed S --only I`). Each run writes new random data into its
 source volume, lets the scheduler start it (the DS3231 is set a few seconds
 before the entry's start, as a person would wait for it), follows it to its
 end, clears every fault, and checks:
@@ -67,14 +68,24 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
+# every fault in every phase it can hit, in an order drawn from the seed
+COMBOS = [(k, ph) for k in sorted(KINDS) for ph in KINDS[k]]
+
+
 def plan(seed, i):
-    """The plan of run i of `seed`: everything random about it."""
+    """The plan of run i of `seed`. The runs sweep COMBOS in an order drawn
+    from the seed, first on tape (a backup spanning two cartridges), then on
+    the disk, and so on; all else about run i is drawn from "seed/i"."""
+    order = list(COMBOS)
+    random.Random(str(seed)).shuffle(order)
+    sweep, j = divmod(i, len(order))
+    kind, phase = order[j]
+    target = ("tape", "disk")[sweep % 2]
     rng = random.Random("%s/%d" % (seed, i))
-    kind = rng.choice(sorted(KINDS))
-    target = rng.choice(("tape", "disk"))
-    p = {"run": i, "seed": seed, "target": target, "kind": kind, "phase": rng.choice(KINDS[kind]),
-         # a disk run shows about 5 events (steps, progress), a tape run twice that
-         "at": rng.randint(1, 8 if target == "tape" else 4), "span": rng.randint(2, 8),
+    p = {"run": i, "seed": seed, "target": target, "kind": kind, "phase": phase,
+         # the k-th event of the phase: a tape backup shows about 15 (steps,
+         # progress, the change of cartridge), a disk backup 5, a restore 3-8
+         "at": rng.randint(1, 12 if target == "tape" else 4), "span": rng.randint(2, 8),
          "data": rng.getrandbits(32)}
     if kind == "wire_ber":
         p["ber"] = rng.choice((1e-5, 1e-4, 5e-4))
@@ -90,9 +101,15 @@ def plan(seed, i):
     elif kind == "rtc_nack":
         p["n"] = rng.randint(1, 8)
         p["at"] = 0  # when the scheduler reads the clock for the start
-    if p["phase"] == "restore":
-        p["at"] = rng.randint(1, 3)  # a restore shows fewer events
+    if phase == "restore":
+        p["at"] = rng.randint(1, 6 if target == "tape" else 3)
     return p
+
+
+def find(seed, kind, phase, target, limit=1000):
+    """The first run of `seed` whose plan has this fault, phase and target."""
+    return next(i for i in range(limit) if (lambda p: (p["kind"], p["phase"], p["target"]))(plan(seed, i))
+                == (kind, phase, target))
 
 
 class _PowerCut(Exception):
