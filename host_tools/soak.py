@@ -112,6 +112,13 @@ def find(seed, kind, phase, target, limit=1000):
                 == (kind, phase, target))
 
 
+def _describe(ev):
+    """ " (backup_step 704 SSC002)": which event a fault came after."""
+    if ev is None:
+        return ""
+    return " (%s)" % " ".join(str(ev[f]) for f in ("event", "step", "volume", "tape", "bytes") if f in ev)
+
+
 class _PowerCut(Exception):
     """The controller lost power while a console command waited for its reply."""
 
@@ -127,22 +134,25 @@ class Fault:
         self.cleared = False
         self.skipped = None  # why a fault could not be injected
         self.seen_at = None  # events seen when injected
+        self.seen = 0        # events seen so far
         self.last_event = time.monotonic()
 
-    def step(self, n_events, during_call=False):
-        """Called while the phase runs with the number of its events so far."""
+    def step(self, events, during_call=False):
+        """Called while the phase runs with its events so far."""
+        n_events = len(events)
         now = time.monotonic()
-        if self.seen_at is not None and n_events != self.seen_at:
+        if n_events != self.seen:
+            self.seen = n_events
             self.last_event = now
         if not self.injected and n_events >= self.p["at"] and self.skipped is None:
             self.seen_at = n_events
             self.last_event = now
-            self.inject(during_call)
+            self.inject(events[-1] if events else None, during_call)
         elif self.injected and not self.cleared and (
                 n_events >= self.seen_at + self.p["span"] or now - self.last_event > QUIET_S):
             self.clear()
 
-    def inject(self, during_call):
+    def inject(self, last, during_call):
         s, p, k = self.soak, self.p, self.p["kind"]
         if k == "none":
             return
@@ -151,7 +161,7 @@ class Fault:
             self.skipped = "the simulator has no `%s` command" % need
             return
         self.injected = True
-        s.note("  inject %s after event %d of the %s" % (k, self.seen_at, p["phase"]))
+        s.note("  inject %s after event %d of the %s%s" % (k, self.seen_at, p["phase"], _describe(last)))
         if k == "wire_ber":
             s.sim("faults", ber=p["ber"])
         elif k == "wire_drop":
@@ -323,10 +333,10 @@ class Soak:
                 if state["run"] is None and time.monotonic() - fired > LEAD_S + START_TIMEOUT_S:
                     raise TimeoutError("no backup_started")
             if p["phase"] == "backup":
-                fault.step(len(runs.run_events(self.ctl, since, state["run"])) if state["run"] is not None else 0)
+                fault.step(runs.run_events(self.ctl, since, state["run"]) if state["run"] is not None else [])
 
         if p["phase"] == "backup" and p["at"] == 0:
-            fault.step(0)  # before the scheduler reads the clock at the start
+            fault.step([])  # before the scheduler reads the clock at the start
         try:
             end, evs = runs.wait_end(self.ctl, since, vol, END_TIMEOUT_S, during)
         except TimeoutError as e:
@@ -354,7 +364,7 @@ class Soak:
         def during():
             events[:] = [ev for _, ev in self.ctl.events[mark:]]
             if p["phase"] == "restore":
-                fault.step(len(events), during_call=True)
+                fault.step(events, during_call=True)
 
         try:
             rep, got = runs.restore_to_scratch(self.ctl, r["run_id"], self.size, self.tag, during)
