@@ -36,3 +36,40 @@ def test_short_soak_has_no_silent_loss_and_every_run_ends_reported(tmp_path):
         assert (r["outcome"] == "normal" and r["restore"].startswith(("ok", "error", "cut"))
                 and not r["loss"]) or (r["outcome"] == "abnormal" and r["step"] and r["reason"]), r
     assert re.search(r"^silent losses +0$", table, re.M), table
+
+
+class _Recorder:
+    """Stands in for a Soak: records the simulator requests a fault makes."""
+
+    def __init__(self, supported):
+        self.supported = set(supported)
+        self.calls = []
+
+    def sim(self, cmd, **kw):
+        self.calls.append(dict(kw, cmd=cmd))
+
+    def note(self, text):
+        pass
+
+
+def test_sd_and_rtc_faults_use_the_daemon_requests_or_are_skipped_without_them():
+    """The soak's SD and RTC faults are the daemon's `sd` and `rtc` requests
+    (COMMON daemon API); a simulator without them skips those faults, saying so."""
+    seen = {}
+    for kind in ("sd_errors", "sd_eject", "rtc_nack"):
+        p = soak.plan("1", soak.find("1", kind, "backup", "tape"))
+        rec = _Recorder({"sd", "rtc"})
+        f = soak.Fault(rec, p)
+        f.step([{"event": "backup_step"}] * p["at"])
+        f.clear()
+        seen[kind] = [(c["cmd"], c["action"], sorted(set(c) - {"cmd", "action", "board"})) for c in rec.calls]
+        if kind.startswith("sd"):
+            assert all(c["board"] == p["board"] for c in rec.calls)
+        none = _Recorder(())
+        g = soak.Fault(none, p)
+        g.step([{"event": "backup_step"}] * p["at"])
+        g.clear()
+        assert none.calls == [] and not g.injected and "no `%s` command" % kind[:3].strip("_") in g.skipped
+    assert seen == {"sd_errors": [("sd", "errors", ["read_rate", "write_rate"]), ("sd", "clear", [])],
+                    "sd_eject": [("sd", "eject", []), ("sd", "insert", [])],
+                    "rtc_nack": [("rtc", "nack", ["n"]), ("rtc", "clear", [])]}

@@ -287,6 +287,11 @@ class Soak:
                     self.note("  %s does not answer: power-cycled" % b)
                     self.sim("power", board=b, action="cycle")
                     con.sync(timeout=60)
+        if "sd" in self.supported:  # a card put back is mounted again by the firmware, not at once
+            for con, probe in ((self.ctl, "vol list"), (self.dev, "tape list")):
+                deadline = time.monotonic() + 30
+                while not con.call(probe, check=False)["ok"] and time.monotonic() < deadline:
+                    con.pump(0.5)
         runs.empty_drive(self.dev)
 
     # --- one run ---------------------------------------------------------------
