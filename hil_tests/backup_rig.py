@@ -21,7 +21,7 @@ from host_tools import cmd_config, firmware_lib, runs
 from host_tools.cmd_config import table_rules
 from host_tools.cmd_vol import put
 from host_tools.console import ConsoleError
-from host_tools.runs import ENDS, Console, iso, parse_iso, prose_fields  # noqa: F401 (the tests' names)
+from host_tools.runs import ENDS, Console, iso, parse_iso, prose_fields  # noqa: F401 (imported from here by tests)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WRITE_OPS = (0x0A, 0x10, 0x2A)  # devcmd WRITE, WRITE FILEMARKS, WRITE BLOCKS

@@ -21,7 +21,7 @@ import warnings
 import pytest
 import serial
 
-from host_tools.console import BoardConsole, ConsoleError
+from host_tools.console import BoardConsole
 from host_tools.sim import client
 
 ROLES = ("controller", "backupdev")
