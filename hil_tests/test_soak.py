@@ -1,8 +1,10 @@
 """A short soak (host_tools/soak.py, `make soak` runs the long one) on a pair
 of its own, so that no fault or table it sets is left to the other tests:
-three runs of seed 1 chosen for their faults (a cut of cable 14 during a tape
-backup spanning two cartridges, a controller power cut during one, the backup
-device board restarting during the restore of one)."""
+two runs of seed 1 chosen for their faults: a controller power cut during a
+tape backup spanning two cartridges (just after its mount_request for the
+second cartridge: the resumed run found that cartridge in the drive while its
+checkpoint still named the first, and ended at 607), and the backup device
+board restarting during the restore of one."""
 import io
 import re
 import time
@@ -12,7 +14,7 @@ import pytest
 from host_tools import soak
 from host_tools.sim import client
 
-PLANS = (("wire_cut", "backup"), ("power_controller", "backup"), ("power_backupdev", "restore"))
+PLANS = (("power_controller", "backup"), ("power_backupdev", "restore"))
 
 
 @pytest.mark.virtual_only("needs a virtual pair of its own with power control and wire faults")
@@ -31,7 +33,8 @@ def test_short_soak_has_no_silent_loss_and_every_run_ends_reported(tmp_path):
     assert s.silent_losses() == 0, table
     assert not [r["broken"] for r in s.results if r["broken"]], table
     assert [r["fault"] for r in s.results] == [k for k, _ in PLANS], table  # each fault was injected
-    assert s.results[1]["resumed"], "the run cut by the controller's power cut did not resume:\n" + table
+    cut = s.results[0]
+    assert cut["outcome"] == "normal" and cut["resumed"], "the run cut by the power cut did not resume:\n" + table
     for r in s.results:  # ended normally and restored identically, or ended abnormally saying why
         assert (r["outcome"] == "normal" and r["restore"].startswith(("ok", "error", "cut"))
                 and not r["loss"]) or (r["outcome"] == "abnormal" and r["step"] and r["reason"]), r

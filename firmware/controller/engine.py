@@ -263,6 +263,17 @@ class Engine:
             raise
         except Exception as e:
             raise BackupError(602, "device does not answer: %s" % _sense(e))
+        if ready and rec["sections"]:
+            # resumed after a power cut at the change of cartridge: the drive
+            # may hold the next one while the checkpoint still names this one
+            try:
+                ready = await dev.read_label() == name
+            except LinkError:
+                raise
+            except Exception:
+                ready = False  # unreadable: the mount of `name` below decides
+            if not ready:
+                await dev.unload()
         if ready:
             await self._check_label(t, dev, name, 605)
         else:
@@ -301,8 +312,11 @@ class Engine:
             t.mount_wait = 0                                 # 709
             sec = {"name": t.current, "first": rec["chunk"], "blocks": 0, "section": sec["section"] + 1}
             rec["sections"].append(sec)
-            self.catalog.save(rec)
             await self._tape_header(dev, meta, sec, rec)
+            # checkpointed once its header is on the tape: a run resumed on a
+            # section spaces over that header (a cut before it resumes on the
+            # previous cartridge, whose EOV labels are then written again)
+            self.catalog.save(rec)
         self._step(t, 901)
         await dev.rewind()                                   # 901, 902
         await dev.unload()                                   # 903
