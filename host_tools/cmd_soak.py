@@ -1,5 +1,6 @@
 """backupctl soak: scheduled backups and restores under random faults on a
 fresh virtual board pair, every restore checked by SHA-256 (host_tools/soak.py)."""
+import shutil
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ def run(a):
             print("boards left running: backupctl sim --sim %s status" % state)
         else:
             client.down(state)
+            shutil.rmtree(state, ignore_errors=True)
     print()
     print(s.table(time.monotonic() - t0))
     return 1 if any(r["broken"] for r in s.results) else 0
