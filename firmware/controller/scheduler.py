@@ -88,6 +88,10 @@ class Scheduler:
         return {"scheduler": "running" if self.problem is None else
                 "stopped, no backup starts on schedule: " + self.problem}
 
+    def queued(self):
+        """Entry numbers waiting for the runner, in order."""
+        return [q[0] for q in self._queue]
+
     def run_now(self, n):
         entries = self.entries()
         if not 0 <= n < len(entries):
@@ -185,7 +189,7 @@ class Scheduler:
         # 204/205: a start time that comes while the entry's previous run is still
         # going or waiting is not queued a second time
         run = self.engine.busy
-        if self._current == i or i in [q[0] for q in self._queue]:
+        if self._current == i or i in self.queued():
             self.con.event("still_running", entry=i, start=e["start"], due=due,
                            run=run["id"] if run and self._current == i else None)
             return
