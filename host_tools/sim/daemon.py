@@ -55,9 +55,9 @@ class Sim:
             return {"stopping": True}
         if cmd == "power":
             b = self.boards[req["board"]]
-            {"on": b.power_on, "off": b.power_off, "cycle": b.reset, "reset": b.reset}[req["action"]]()
             if req["action"] == "off":
                 self._rtc_power_cut(b)
+            {"on": b.power_on, "off": b.power_off, "cycle": b.reset, "reset": b.reset}[req["action"]]()
             return b.state()
         if cmd == "rtc":
             return self._rtc(self.boards[req.get("board", "controller")], req)
@@ -103,7 +103,9 @@ class Sim:
 
     def _rtc_power_cut(self, b):
         # With the backup cell off the DS3231's oscillator stops at the cut; the
-        # model resumes from this instant with OSF set at the next power-on.
+        # model resumes from this instant with OSF set at the next power-on (it
+        # reads the cut only at boot). Written just before the kill: a file
+        # opened after it could take the board's closed console descriptor.
         if b.cfg.get("i2c"):
             f = b.part_faults("rtc")
             if f.get("battery") is False:
