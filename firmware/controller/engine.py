@@ -142,7 +142,13 @@ class Engine:
 
     def _end(self, rec, result, reason=None):
         rec["result"] = result
-        rec["end"] = self.clock()
+        try:
+            rec["end"] = self.clock()
+        except OSError:
+            # the DS3231 did not answer: the run is over all the same. Its start is
+            # the time known; a volume changed since then counts as newer (stale),
+            # the safe side of the guard in backupcmd.
+            rec["end"] = rec["start"]
         if reason:
             rec["reason"] = reason
         self.catalog.save(rec)

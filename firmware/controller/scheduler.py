@@ -99,13 +99,13 @@ class Scheduler:
         self._queue.append((n, None))
         self._work.set()
 
-    def _report(self, event, problem, **kw):
+    def _report(self, event, problem):
         # once per outage: a DS3231 that stays away is said once, not every retry
         if self.problem != problem:
             if problem is None:
                 self.con.event("rtc_ok", was=self.problem)
             else:
-                self.con.event(event, reason=problem, **kw)
+                self.con.event(event, reason=problem)
             self.problem = problem
 
     # --- 201: wait for timer 130 ------------------------------------------------
