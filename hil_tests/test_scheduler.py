@@ -374,3 +374,57 @@ def test_start_second_passing_while_alarm_1_is_armed_still_runs():
     assert r["queued"] == [0]
     assert r["tomorrow"]  # and planned again for tomorrow
     assert r["alarm_regs"] == [0x00, 0x00, 0x13, 0x80]  # armed for the other entry, 13:00:00 daily
+
+
+RESUME_SCRIPT = r"""
+import sys, json
+sys.path[:0] = [ROOT + "/firmware", ROOT + "/firmware/lib"]
+import asyncio
+from controller import scheduler
+
+class Con:
+    def __init__(self):
+        self.events = []
+    def event(self, name, **kw):
+        self.events.append([name, kw])
+
+class Engine:
+    busy = None
+    def __init__(self):
+        self.ran = []
+        self.ended = []
+    async def backup(self, i, entry, resume=None, due=None):
+        self.ran.append([i, entry["volume"], resume["id"]])
+    def _end(self, rec, result, reason=None):
+        self.ended.append([rec["id"], result, reason])
+
+def entry(vol, addr, dv):
+    return {"volume": vol, "address": addr, "device_volume": dv, "start": "02:00:00"}
+
+# the run was made for entry 0 (V1 -> address 0, SSC001); table 100 changed since
+TABLE = {"backup": [entry("V2", 0, "SSC001"), entry("V1", 0, "SSC001")]}
+scheduler.table100.current = lambda: TABLE
+con, eng = Con(), Engine()
+sp = scheduler.Scheduler(con, None, None, eng, None)
+moved = {"id": 7, "entry": 0, "volume": "V1", "address": 0, "device_volume": "SSC001"}
+gone = {"id": 8, "entry": 1, "volume": "V2", "address": 3, "device_volume": "BKD001"}
+asyncio.run(sp._resume(moved))
+asyncio.run(sp._resume(gone))
+print(json.dumps({"ran": eng.ran, "ended": eng.ended, "events": con.events}))
+"""
+
+
+def test_resume_at_boot_follows_the_entry_by_volume_address_and_device_volume():
+    """A run cut off by a reset resumes for the entry of table 100 with its
+    volume, address and device volume, wherever that entry now is; with no such
+    entry it ends abnormally, saying why, instead of running another entry's
+    backup under its number."""
+    from host_tools.sim.board import micropython_exe
+    p = subprocess.run([micropython_exe(), "-c", "ROOT = %r\n" % ROOT + RESUME_SCRIPT],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr + p.stdout
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["ran"] == [[1, "V1", 7]]  # now entry 1
+    reason = "not resumed: table 100 has no entry for volume V2, address 3, device volume BKD001"
+    assert r["ended"] == [[8, "failed", "312 " + reason]]
+    assert r["events"] == [["backup_ended_abnormally", {"run": 8, "step": 312, "reason": reason}]]
