@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -187,6 +188,25 @@ def test_start_that_comes_while_the_rtc_does_not_answer_runs_when_it_answers(rig
     assert (parse_iso(rec["start"]) - start).total_seconds() == started["late_s"]
     nxt = parse_iso(rig.ctl.call("backup status")["next"][str(rig.entry(key))])
     assert nxt == start + datetime.timedelta(days=1)
+
+
+def test_a_few_nacks_are_retried_and_more_give_one_clear_error(rig):
+    """`backupctl sim rtc nack N` (the CLI): the driver tries each transfer
+    three times, so two lost ones go unnoticed; three make one `rtc get` fail
+    with an error that names the chip, and the next one answers."""
+    cli = [sys.executable, "-m", "host_tools.cli", "sim", "--sim", rig.sim.dir, "rtc"]
+    for n, fails in ((2, False), (3, True)):
+        out = subprocess.run(cli + ["nack", str(n)], capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["nack"] == n
+        r = rig.ctl.call("rtc get", check=False)
+        assert r["ok"] is not fails, r
+        if fails:
+            assert "DS3231 at 0x68 not answering (3 tries)" in r["error"]
+        assert rig.ctl.call("rtc get")["ok"]
+    out = subprocess.run(cli + ["clear"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "nack" not in json.loads(out.stdout)
 
 
 # --- a clock that lost its time (OSF) ----------------------------------------------
