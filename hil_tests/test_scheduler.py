@@ -38,8 +38,7 @@ def rig(request, sim, tmp_path_factory):
     table_before = ctl.call("config show")
     dev_before = {d["addr"]: d["device"] for d in dev.call("dev list")["devices"]}
     st = dev.call("status")
-    if ctl.call("rtc get")["lost_power"]:  # never set since the chip's power-on: nothing would be scheduled
-        ctl.call("rtc set " + iso(datetime.datetime.utcnow()))
+    r.trust_clock()
     rtc0, mono0 = r.rtc(), time.monotonic()
     try:
         dev.call("mount policy auto")
@@ -110,8 +109,7 @@ def no_faults_after(request):
             since = time.monotonic()
             rig.sim.power(b, "on")
             (rig.ctl if b == "controller" else rig.dev).after_boot(since)
-    if rig.ctl.call("rtc get")["lost_power"]:
-        rig.ctl.call("rtc set " + iso(datetime.datetime.utcnow()))
+    rig.trust_clock()
     rig.dev.call("mount cancel", check=False)
     rig.dev.call("mount policy auto")
     rig.empty_drive()
@@ -230,6 +228,9 @@ def test_osf_after_a_power_cut_with_the_battery_off_starts_nothing_until_rtc_set
     assert t["lost_power"] is True
     assert parse_iso(t["time"]) < start  # stopped at the cut, not counting on while off
     assert "rtc set" in scheduler_state(rig)
+    with pytest.raises(ConsoleError) as e:  # nor by hand
+        rig.ctl.call("backup run %d" % rig.entry(key))
+    assert "OSF" in str(e.value) and "rtc set" in str(e.value)
     clock_past(rig, start + datetime.timedelta(seconds=1))  # the start time passes on the untrusted clock
     rig.ctl.call("status")  # everything the board said up to now has arrived
     assert not rig.ctl.since(since, "alarm", "backup_started", "missed_start")

@@ -96,6 +96,8 @@ class Scheduler:
         entries = self.entries()
         if not 0 <= n < len(entries):
             raise ValueError("no backup entry %d: table 100 has %d" % (n, len(entries)))
+        if self.rtc.lost_power():  # its times would go into the catalog, which trusts them
+            raise ValueError("the DS3231 lost its time (OSF): no backup starts on it; set it with `rtc set`")
         self._queue.append((n, None))
         self._work.set()
 
