@@ -29,7 +29,7 @@ def register(sub):
                      description="Faults of the controller's DS3231 (I2C address 0x68). They survive "
                                  "resets and power cuts, as on the real part.",
                      epilog="examples: `sim rtc nack 3` (the next 3 I2C transfers to 0x68 get no ACK and "
-                            "fail with EIO), `sim rtc battery off` then `sim power controller off` (the "
+                            "fail with EIO), `sim rtc battery off` then `sim power controller off` or `cycle` (the "
                             "clock stops at the cut; at power-on it resumes from there with OSF set, so "
                             "the scheduler starts nothing until `rtc set`), `sim rtc clear`.")
     rs = r.add_subparsers(dest="rtc_action", metavar="FAULT")

@@ -55,7 +55,7 @@ class Sim:
             return {"stopping": True}
         if cmd == "power":
             b = self.boards[req["board"]]
-            if req["action"] == "off":
+            if req["action"] in ("off", "cycle"):  # "reset" keeps power on the board's parts
                 self._rtc_power_cut(b)
             {"on": b.power_on, "off": b.power_off, "cycle": b.reset, "reset": b.reset}[req["action"]]()
             return b.state()
