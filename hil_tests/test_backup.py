@@ -41,6 +41,7 @@ def rig(request, sim, tmp_path_factory):
     table_before = ctl.call("config show")
     dev_before = {d["addr"]: d["device"] for d in dev.call("dev list")["devices"]}
     st = dev.call("status")
+    r.trust_clock()
     rtc0, mono0 = r.rtc(), time.monotonic()
     if ctl.call("vol list")["count"] > 3:
         pytest.fail("the controller holds %d volumes: this module needs 13 of the 16" % ctl.call("vol list")["count"])

@@ -379,8 +379,10 @@ class I2C:
     def writeto_mem(self, addr, mem, buf):
         self.dev.writeto(addr, bytes((mem,)) + bytes(buf))
 
+FAULTS = {}
+
 def board(path):
-    m = DS3231Model(path, lambda: NOW[0])
+    m = DS3231Model(path, lambda: NOW[0], lambda: FAULTS)
     return m, I2C(m), DS3231(I2C(m))
 
 out = {}
@@ -416,8 +418,13 @@ def phase_reboot(path):
 
 def phase_misc(path):
     m, i2c, rtc = board(None)
-    rtc.set_datetime((2150, 6, 1, 0, 0, 0))
-    rec("y2150", rtc.datetime())
+    bad = []
+    for y in (2100, 2150, 1999):
+        try:
+            rtc.set_datetime((y, 6, 1, 0, 0, 0))
+        except ValueError as e:
+            bad.append(str(e))
+    rec("years_refused", bad)
     rtc.set_datetime((2099, 12, 31, 23, 59, 59))
     NOW[0] += 1
     rec("century", rtc.datetime())
@@ -445,6 +452,36 @@ def i2c_status(i2c):
     b = bytearray(1)
     i2c.readfrom_mem_into(0x68, 0x0F, b)
     return b[0]
+
+def phase_nack(path):
+    m, i2c, rtc = board(path)
+    rtc.set_datetime((2026, 11, 26, 12, 0, 0))
+    FAULTS.update(nack=2, nack_seq=1)
+    rec("retried", rtc.datetime())  # two transfers fail, the third try answers
+    FAULTS.update(nack=4, nack_seq=2)
+    try:
+        rtc.datetime()
+        rec("error", None)
+    except OSError as e:
+        rec("error", [e.errno, str(e)])
+    rec("after", rtc.datetime())  # the fourth failure was the next call's first try
+    m.close()
+    m, i2c, rtc = board(path)  # a reset: request 2 was used up, it is not replayed
+    rec("after_reset", rtc.datetime())
+
+def phase_cut(path):
+    m, i2c, rtc = board(path)
+    rtc.set_datetime((2026, 11, 26, 12, 0, 0))
+    m.close()
+    FAULTS.update(battery=False, cut=NOW[0] + 10.5)  # the simulator cut the power 10.5 s later
+    NOW[0] += 3600  # off for an hour
+    m, i2c, rtc = board(path)
+    rec("cut", [rtc.datetime(), rtc.lost_power()])
+    rtc.set_datetime((2026, 11, 26, 14, 0, 0))
+    m.close()
+    NOW[0] += 60  # reset: the same cut is not applied twice
+    m, i2c, rtc = board(path)
+    rec("reset", [rtc.datetime(), rtc.lost_power()])
 
 globals()["phase_" + PHASE](PATH)
 print(json.dumps(out))
@@ -486,8 +523,9 @@ def test_firmware_driver_set_time_alarm_and_flags(tmp_path):
 
 def test_firmware_driver_calendar_and_alarm_kinds(tmp_path):
     r = run_fw("misc", None, T0)
-    assert r["y2150"] == [2150, 6, 1, 0, 0, 0, 0]  # century bit; a Monday
-    assert r["century"] == [2100, 1, 1, 0, 0, 0, 4]  # the chip rolls over into it
+    # the chip's leap-year rule ends at 2100: such years are refused
+    assert r["years_refused"] == ["year %d: the DS3231 counts 2000-2099" % y for y in (2100, 2150, 1999)]
+    assert r["century"] == [2100, 1, 1, 0, 0, 0, 4]  # the chip still rolls over into it
     assert r["rejected"] == 4
     assert r["kept"][:6] == [2100, 1, 1, 0, 0, 0]
     m = 0x80
@@ -500,3 +538,17 @@ def test_firmware_driver_calendar_and_alarm_kinds(tmp_path):
         [0x09, 0x08, 0x07, 0x31],  # date
     ]
     assert r["epoch"] == [0, [2000, 1, 1, 0, 0, 0, 5], 849009600, [2024, 2, 29, 23, 59, 59, 3]]
+
+
+def test_firmware_driver_retries_a_nack_then_names_the_chip(tmp_path):
+    r = run_fw("nack", str(tmp_path / "rtc.json"), T0)
+    assert r["retried"][:6] == [2026, 11, 26, 12, 0, 0]
+    assert r["error"] == [5, "[Errno 5] EIO: DS3231 at 0x68 not answering (3 tries)"]
+    assert r["after"][:6] == [2026, 11, 26, 12, 0, 0]
+    assert r["after_reset"][:6] == [2026, 11, 26, 12, 0, 0]
+
+
+def test_power_cut_with_battery_off_stops_the_clock_and_sets_osf(tmp_path):
+    r = run_fw("cut", str(tmp_path / "rtc.json"), T0)
+    assert r["cut"] == [[2026, 11, 26, 12, 0, 10, 3], True]  # frozen at the cut, not an hour on
+    assert r["reset"] == [[2026, 11, 26, 14, 1, 0, 3], False]

@@ -1,4 +1,4 @@
-"""backupctl sim up|down|status|power|faults: the virtual board pair."""
+"""backupctl sim up|down|status|power|faults|rtc: the virtual board pair."""
 import json
 
 from host_tools.sim import client
@@ -25,6 +25,20 @@ def register(sub):
     f.add_argument("--stall-every", type=float, help="... every this many seconds")
     f.add_argument("--cut", type=float, metavar="SECONDS", help="cut the link for SECONDS")
     f.add_argument("--clear", action="store_true", help="remove all faults")
+    r = s.add_parser("rtc", help="inject DS3231 faults on the controller",
+                     description="Faults of the controller's DS3231 (I2C address 0x68). They survive "
+                                 "resets and power cuts, as on the real part.",
+                     epilog="examples: `sim rtc nack 3` (the next 3 I2C transfers to 0x68 get no ACK and "
+                            "fail with EIO), `sim rtc battery off` then `sim power controller off` or `cycle` (the "
+                            "clock stops at the cut; at power-on it resumes from there with OSF set, so "
+                            "the scheduler starts nothing until `rtc set`), `sim rtc clear`.")
+    rs = r.add_subparsers(dest="rtc_action", metavar="FAULT")
+    rs.required = True
+    n = rs.add_parser("nack", help="the next N I2C transfers to the DS3231 are not acknowledged")
+    n.add_argument("n", type=int, metavar="N", help="how many transfers fail (0 ends a NACK fault)")
+    bt = rs.add_parser("battery", help="backup cell on or off (off: a power cut stops the clock, sets OSF)")
+    bt.add_argument("state", choices=("on", "off"))
+    rs.add_parser("clear", help="remove the DS3231 faults (NACKs, battery back on)")
     p.set_defaults(func=run)
 
 
@@ -55,3 +69,6 @@ def run(a):
         if a.cut:
             client.call(state, "cut", seconds=a.cut)
         print(json.dumps(client.call(state, "wire")))
+    elif a.action == "rtc":
+        kw = {"n": a.n} if a.rtc_action == "nack" else {"on": a.state == "on"} if a.rtc_action == "battery" else {}
+        print(json.dumps(client.call(state, "rtc", board="controller", action=a.rtc_action, **kw)))

@@ -15,13 +15,13 @@ async def _main():
     linkdiag.start(con)  # the link to the backup device (cable 14); first, while its buffers fit in one piece
     rtc = DS3231(hal.i2c())
     vols = volcmd.install(con, rtc)  # the volume API, for the backup engine
-    configflow.install(con, vols)  # loads table 100 (table100.current())
+    configflow.install(con, vols, busy=lambda: eng.lock.locked())  # loads table 100 (table100.current())
     cat = catalog.Catalog()
     eng = engine.Engine(con, linkdiag.get_link(), vols, cat, vols.clock)  # channel interface 41
     sp = scheduler.Scheduler(con, rtc, hal.rtc_int(), eng, cat)  # service processor 22, timer 130
     backupcmd.install(con, eng, sp, vols, cat)
     system.install(con, "controller", rtc=rtc, on_rtc_set=sp.kick,
-                   status=lambda: {"backup": eng.busy["id"] if eng.busy else None})
+                   status=lambda: dict(sp.state(), backup=eng.busy["id"] if eng.busy else None))
     asyncio.create_task(sp.timer())
     asyncio.create_task(sp.runner())
     con.event("boot", role="controller", version=VERSION)

@@ -108,6 +108,7 @@ def install(con, engine, sched, vols, catalog):
     def _status(args):
         busy = engine.busy
         return {"running": busy and {"id": busy["id"], "volume": busy["volume"], "chunk": busy["chunk"]},
+                "queued": sched.queued(),
                 "next": {str(i): _iso(t) for i, t in sched.due.items()},
                 "results": {str(i): r for i, r in sched.results.items()}}
 

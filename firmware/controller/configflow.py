@@ -31,9 +31,10 @@ def _text(t, sha, boot):
     return "\n".join(rows)
 
 
-def install(con, store):
+def install(con, store, busy=None):
     """Loads table 100 at boot (213) and adds the config commands. store: the
-    VolumeStore, whose volumes step 208 checks table 100 against."""
+    VolumeStore, whose volumes step 208 checks table 100 against. busy: () -> a
+    backup or restore is running (a commit would reboot the board under it)."""
     uarts = [c for c in table_rules.CHANNELS if c in hal.board()]
 
     def check(table):
@@ -90,6 +91,10 @@ def install(con, store):
             raise UsageError("config commit takes no arguments")
         if not staged:
             raise CmdError("no table being taken in: `config begin` first")
+        if busy and busy():
+            # the table taken in is kept: commit again once the run has ended
+            raise CmdError("a backup or restore is running: config commit would reboot the board under it; "
+                           "commit again when it has ended (the table in force is unchanged)")
         buf, got = staged["buf"], staged["got"]
         if got != len(buf):
             fail(207, "table", "got %d of %d bytes (truncated transfer)" % (got, len(buf)))

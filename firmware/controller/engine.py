@@ -76,9 +76,10 @@ class Engine:
         self.con.event("backup_step", step=step, t140=t.as_dict(), **kw)
 
     # --- Fig. 7: take the request, find out what the device is --------------------
-    async def backup(self, entry_no, entry, resume=None):
+    async def backup(self, entry_no, entry, resume=None, due=None):
         """Back up one entry of table 100. Returns the catalog record; raises
-        BackupError on abnormal end (after clearing table 140, step 710 -> 312)."""
+        BackupError on abnormal end (after clearing table 140, step 710 -> 312).
+        due: the start time it was instructed for; a later start says by how much."""
         async with self.lock:
             addr = entry["address"]                      # 305
             t = self.table(addr)
@@ -87,7 +88,8 @@ class Engine:
                 start=self.clock(), end=None, result="running", chunk=0, sections=[], bytes=0, sha256=None)
             self.busy = rec
             self.con.event("backup_started", run=rec["id"], volume=rec["volume"], address=addr,
-                           resume=bool(resume), chunk=rec["chunk"])
+                           resume=bool(resume), chunk=rec["chunk"],
+                           late_s=None if due is None else max(0, rec["start"] - due))
             dev = Device(self.link, addr)
             try:
                 try:
@@ -140,7 +142,13 @@ class Engine:
 
     def _end(self, rec, result, reason=None):
         rec["result"] = result
-        rec["end"] = self.clock()
+        try:
+            rec["end"] = self.clock()
+        except OSError:
+            # the DS3231 did not answer: the run is over all the same. Its start is
+            # the time known; a volume changed since then counts as newer (stale),
+            # the safe side of the guard in backupcmd.
+            rec["end"] = rec["start"]
         if reason:
             rec["reason"] = reason
         self.catalog.save(rec)

@@ -4,6 +4,7 @@
 import asyncio
 import select
 import sys
+import time
 import vfs
 from binascii import hexlify
 
@@ -34,8 +35,31 @@ def uart(n):
     )
 
 
+def _unstick_i2c(sda, scl):
+    # A reset in the middle of a DS3231 read can leave the chip driving SDA low,
+    # waiting for clocks to finish its byte: every later transfer then fails.
+    # Clock SCL (open drain, by hand) until it lets go, at most 9 bits, then
+    # send a STOP (SDA rising while SCL is high).
+    d = machine.Pin(sda, machine.Pin.IN, machine.Pin.PULL_UP)
+    if d.value():
+        return
+    k = machine.Pin(scl, machine.Pin.OPEN_DRAIN, value=1)
+    for _ in range(9):
+        k(0)
+        time.sleep_us(5)
+        k(1)
+        time.sleep_us(5)
+        if d.value():
+            break
+    d.init(machine.Pin.OPEN_DRAIN, value=0)
+    time.sleep_us(5)
+    d(1)
+    time.sleep_us(5)
+
+
 def i2c():
     c = board()["i2c"]
+    _unstick_i2c(c["sda"], c["scl"])
     return machine.I2C(c["id"], sda=machine.Pin(c["sda"]), scl=machine.Pin(c["scl"]), freq=c["freq"])
 
 

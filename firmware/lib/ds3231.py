@@ -3,6 +3,10 @@
 # 0 = Monday; the chip's day register holds weekday + 1, the Adafruit convention.
 # Seconds are counted from 2000-01-01 00:00:00 with our own calendar arithmetic,
 # because time.mktime's epoch differs between the rp2 (2000) and unix (1970) ports.
+# Years are 2000-2099: the chip takes every fourth year as a leap year, which
+# ends being true at 2100. A transfer that fails (no ACK, a bus timeout) is tried
+# again a few times, then raised as one OSError that names the chip.
+import time
 from micropython import const
 
 _TIME = const(0x00)
@@ -24,6 +28,7 @@ _FLAGS = const(0x83)  # OSF | A2F | A1F: cleared by writing 0; writing 1 keeps t
 _CENTURY = const(0x80)
 _MASK = const(0x80)  # alarm register bit 7: field not compared
 _DY = const(0x40)  # alarm day register holds a weekday, not a date
+_TRIES = const(3)  # per transfer; 2 + 4 ms apart: rides out a glitch, not a dead chip
 
 # alarm 1 kinds, in order of how many of (second, minute, hour, day) the chip compares
 KINDS = ("second", "minute", "hourly", "daily", "weekly", "monthly")
@@ -75,16 +80,29 @@ class DS3231:
         self._b2 = buf[:2]
         self._b1 = buf[:1]
 
+    def _io(self, write, reg, buf):
+        for i in range(_TRIES):
+            try:
+                if write:
+                    self._i2c.writeto_mem(self._addr, reg, buf)
+                else:
+                    self._i2c.readfrom_mem_into(self._addr, reg, buf)
+                return buf
+            except OSError as e:
+                err = e.errno
+            if i < _TRIES - 1:
+                time.sleep_ms(2 << i)
+        raise OSError(err, "DS3231 at 0x%02x not answering (%d tries)" % (self._addr, _TRIES))
+
     def _read(self, reg, buf):
-        self._i2c.readfrom_mem_into(self._addr, reg, buf)
-        return buf
+        return self._io(False, reg, buf)
 
     def _get(self, reg):
         return self._read(reg, self._b1)[0]
 
     def _put(self, reg, value):
         self._b1[0] = value
-        self._i2c.writeto_mem(self._addr, reg, self._b1)
+        self._io(True, reg, self._b1)
 
     def _clear(self, flag):
         # The other flags are written as 1, so one that sets between the read and
@@ -105,19 +123,21 @@ class DS3231:
     def set_datetime(self, dt):
         # dt: (year, month, day, hour, minute, second[, weekday]); the weekday is
         # computed from the date. Starts the oscillator and clears OSF.
+        if not 2000 <= dt[0] <= 2099:
+            raise ValueError("year %d: the DS3231 counts 2000-2099" % dt[0])
         norm = from_seconds(to_seconds(dt))
-        if not 2000 <= dt[0] < 2200 or norm[:6] != tuple(dt[:6]):
-            raise ValueError("bad datetime")
+        if norm[:6] != tuple(dt[:6]):
+            raise ValueError("impossible date or time")
         b = self._b7
         b[0] = _bcd(dt[5])
         b[1] = _bcd(dt[4])
         b[2] = _bcd(dt[3])  # 24-hour mode
         b[3] = norm[6] + 1
         b[4] = _bcd(dt[2])
-        b[5] = _bcd(dt[1]) | (_CENTURY if dt[0] >= 2100 else 0)
+        b[5] = _bcd(dt[1])
         b[6] = _bcd(dt[0] % 100)
         # one transaction: writing seconds restarts the chip's countdown chain
-        self._i2c.writeto_mem(self._addr, _TIME, b)
+        self._io(True, _TIME, b)
         self._put(_CONTROL, self._get(_CONTROL) & ~(_EOSC | _CONV))
         self._clear(_OSF)
 
@@ -150,7 +170,7 @@ class DS3231:
             b[3] = _bcd(day)
         for i in range(KINDS.index(kind), 4):
             b[i] |= _MASK
-        self._i2c.writeto_mem(self._addr, _ALARM1, b)
+        self._io(True, _ALARM1, b)
         self._clear(_A1F)
 
     def alarm1_fired(self):

@@ -26,8 +26,12 @@ def parse(s):
         hh, mm, ss = parts
     except ValueError:
         raise ValueError("not an ISO time, expected YYYY-MM-DDTHH:MM:SS")
-    if not (2000 <= y <= 2099 and 1 <= m <= 12 and 1 <= d <= days_in_month(y, m)):
-        raise ValueError("date out of range (the DS3231 counts 2000-2099)")
+    if not 2000 <= y <= 2099:
+        raise ValueError("year %d out of range (the DS3231 counts 2000-2099)" % y)
+    if not 1 <= m <= 12:
+        raise ValueError("impossible date: no month %d" % m)
+    if not 1 <= d <= days_in_month(y, m):
+        raise ValueError("impossible date: %04d-%02d has %d days" % (y, m, days_in_month(y, m)))
     if not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss < 60):
         raise ValueError("time of day out of range")
     return (y, m, d, hh, mm, ss, weekday(y, m, d))

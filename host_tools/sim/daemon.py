@@ -57,8 +57,12 @@ class Sim:
             return {"stopping": True}
         if cmd == "power":
             b = self.boards[req["board"]]
+            if req["action"] in ("off", "cycle"):  # "reset" keeps power on the board's parts
+                self._rtc_power_cut(b)
             {"on": b.power_on, "off": b.power_off, "cycle": b.reset, "reset": b.reset}[req["action"]]()
             return b.state()
+        if cmd == "rtc":
+            return self._rtc(self.boards[req.get("board", "controller")], req)
         if cmd == "flash":
             b = self.boards[req["board"]]
             changed = b.flash()
@@ -77,6 +81,37 @@ class Sim:
         if cmd == "wire":
             return self.wire.stats()
         raise ValueError("unknown command %r" % cmd)
+
+    def _rtc(self, b, req):
+        # DS3231 faults, read by the board's model (host_tools/vboard/ds3231_model.py)
+        if not b.cfg.get("i2c"):
+            raise ValueError("board %s has no DS3231" % b.name)
+        f = dict(b.part_faults("rtc"))
+        action = req.get("action")
+        if action == "nack":
+            n = int(req["n"])
+            if n < 0:
+                raise ValueError("nack needs N >= 0")
+            # a new request number: the model counts each request's N only once
+            f.update(nack=n, nack_seq=f.get("nack_seq", 0) + 1)
+        elif action == "battery":
+            f["battery"] = bool(req["on"])
+        elif action == "clear":
+            # a cut that already happened is history, not a fault: it stays
+            f = {k: f[k] for k in ("cut", "nack_seq") if k in f}
+        else:
+            raise ValueError("rtc action must be nack, battery or clear")
+        return b.set_part_faults("rtc", f)
+
+    def _rtc_power_cut(self, b):
+        # With the backup cell off the DS3231's oscillator stops at the cut; the
+        # model resumes from this instant with OSF set at the next power-on (it
+        # reads the cut only at boot). Written just before the kill: a file
+        # opened after it could take the board's closed console descriptor.
+        if b.cfg.get("i2c"):
+            f = b.part_faults("rtc")
+            if f.get("battery") is False:
+                b.set_part_faults("rtc", dict(f, cut=time.time()))
 
     def serve(self):
         path = os.path.join(self.dir, "control.sock")

@@ -8,6 +8,15 @@
 # year and the century bit toggles when the year register rolls over 99 -> 00.
 # Alarm flags are evaluated lazily on every access from the cached next matching
 # second of each alarm, never by stepping through seconds.
+#
+# Injected faults (`backupctl sim rtc`, read through `faults()`, a dict):
+#   nack, nack_seq: the next `nack` transfers to 0x68 are not acknowledged, and
+#     fail with OSError EIO as the rp2 port's machine.I2C reports an address NACK.
+#     The count used is kept in the state file per nack_seq, so a reset of the
+#     board does not replay a request that was already consumed.
+#   cut: host time of a power cut the simulator made while the backup cell was
+#     off (battery off): the oscillator stopped there. At the next power-on the
+#     time resumes from that instant with OSF set, once per cut.
 import json
 import time
 
@@ -109,11 +118,15 @@ def _in_day(sod, ah, am, asec):
 
 
 class DS3231Model:
-    def __init__(self, state_path=None, clock=None):
+    def __init__(self, state_path=None, clock=None, faults=None):
         self._clock = clock or time.time
+        self._faults = faults or dict
         self._ptr = 0
         self._conv_until = 0.0
         self._seq = 0
+        self._nseq = 0  # nack_seq of the NACK request being consumed
+        self._nused = 0  # transfers of that request already failed
+        self._cut = None  # the last power cut applied
         # The boot ROM unmounts the host filesystem once the hardware is built, so
         # the state file is opened now and kept open for the model's life.
         self._f = None
@@ -125,6 +138,7 @@ class DS3231Model:
         if not self._load():
             self._power_on()
             self._save()
+        self._after_cut()
         self._arm()
 
     def close(self):
@@ -201,8 +215,33 @@ class DS3231Model:
     # ---- internals ----
 
     def _check(self, addr):
+        # Called once per START + address byte. A NACK aborts the transfer, so a
+        # failing memory read (pointer write, repeated START, read) counts once.
         if addr != ADDR:
             raise OSError(19, "ENODEV")  # no ACK to the address byte
+        f = self._faults()
+        n = f.get("nack", 0)
+        if n:
+            seq = f.get("nack_seq", 0)
+            if seq != self._nseq:
+                self._nseq, self._nused = seq, 0
+            if self._nused < n:
+                self._nused += 1
+                self._save()
+                raise OSError(5, "EIO")  # what rp2's machine.I2C raises on a NACK
+
+    def _after_cut(self):
+        # A power cut with the backup cell off stopped the oscillator at that
+        # instant: the time resumes from there now, and OSF says it is not valid.
+        cut = self._faults().get("cut")
+        if cut is None or cut == self._cut:
+            return
+        self._cut = cut
+        self._base += int((cut - self._host) // 1)
+        self._host = self._clock()
+        self._last = self._base
+        self._regs[_STATUS] |= _OSF
+        self._save()
 
     def _chip_time(self):
         return self._base + (self._clock() - self._host)
@@ -315,14 +354,16 @@ class DS3231Model:
             try:
                 s = json.loads(data[i * _SLOT:(i + 1) * _SLOT])
                 rec = (int(s["seq"]), bytearray(s["regs"]), int(s["base"]), float(s["host"]),
-                       int(s["last"]), bool(s["h12"]), int(s["wd"]) % 7)
+                       int(s["last"]), bool(s["h12"]), int(s["wd"]) % 7,
+                       int(s.get("nseq", 0)), int(s.get("nused", 0)), s.get("cut"))
             except (ValueError, KeyError, TypeError):
                 continue
             if len(rec[1]) == NREGS and (best is None or rec[0] > best[0]):
                 best = rec
         if best is None:
             return False
-        self._seq, self._regs, self._base, self._host, self._last, self._h12, self._wd = best
+        (self._seq, self._regs, self._base, self._host, self._last, self._h12, self._wd,
+         self._nseq, self._nused, self._cut) = best
         return True
 
     def _save(self):
@@ -338,6 +379,9 @@ class DS3231Model:
             "last": self._last,
             "h12": self._h12,
             "wd": self._wd,
+            "nseq": self._nseq,
+            "nused": self._nused,
+            "cut": self._cut,
         }).encode()
         self._f.seek(self._seq % 2 * _SLOT)
         self._f.write(rec + b" " * (_SLOT - len(rec)))

@@ -57,7 +57,6 @@ class Hardware:
         self.state = state
         self.flash = FileBlockDev(state + "/flash.img", _FLASH_BLOCK)
         self.sd = FileBlockDev(state + "/sd.img", _SD_BLOCK)
-        self.rtc = DS3231Model(state + "/rtc.json") if cfg.get("i2c") else None
         # Opened now: once the flash is mounted at / the host's paths are out of reach.
         self.uarts = {0: open(state + "/uart0", "r+b")}
         # The reset controller and watchdog live outside the CPU: a pipe to the
@@ -66,6 +65,8 @@ class Hardware:
         self.uid = cfg.get("uid", self.name)
         # faults injected by the simulator (`backupctl sim sd|rtc ...`), per part
         self.faults = FaultFile(state + "/faults.json")
+        self.rtc = DS3231Model(state + "/rtc.json", faults=lambda: self.faults.get("rtc")) \
+            if cfg.get("i2c") else None
 
 
 def _boot(state):
