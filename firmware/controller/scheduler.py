@@ -4,6 +4,7 @@
 import json
 import asyncio
 import atomic
+import supervisor
 import table_rules
 from isotime import days_in_month
 from ds3231 import to_seconds, from_seconds
@@ -92,7 +93,7 @@ class Scheduler:
                 kind, hh, mm, ss, day = table_rules.parse_start(self.entries()[first]["start"])
                 self.rtc.set_alarm1(kind, hour=hh, minute=mm, second=ss, day=day)
                 self.rtc.enable_alarm1_int(True)
-            await self._alarm.wait()
+            await supervisor.wait(self._alarm, "scheduler")
             if not self.rtc.alarm1_fired():
                 continue  # woken by `rtc set`: plan again against the new time
             self.rtc.clear_alarm1()
@@ -132,13 +133,16 @@ class Scheduler:
 
     # --- 202-205, 211: instruct the channel interface and follow up ---------------
     async def runner(self):
+        supervisor.pause("runner")
         for rec in self.catalog.unfinished():  # interrupted by a reset: resume
             await self._backup(rec["entry"], rec)
         while True:
             while not self._queue:
                 self._work.clear()
-                await self._work.wait()
+                await supervisor.wait(self._work, "runner")
+            supervisor.pause("runner")  # the backup's stager answers for it meanwhile
             await self._backup(self._queue.pop(0))
+            supervisor.checkin("runner")
 
     async def _backup(self, i, resume=None, tries=5):
         entries = self.entries()

@@ -7,6 +7,7 @@ import json
 import asyncio
 from micropython import const
 import hal
+import supervisor
 
 _LINE_MAX = const(2048)  # room for a 1 KiB block in base64 plus the command
 
@@ -178,7 +179,9 @@ class Console:
         prev = 0  # last terminator seen, so that "\r\n" ends one line, not two
         self._prompt()
         while True:
+            supervisor.pause("console")  # waiting for a person is not being stuck
             got = await cin.readinto(buf)
+            supervisor.checkin("console")
             chunk = bytes(mv[:got])
             # A person's terminal sends edit keys and needs an echo; a host tool
             # (machine mode) sends whole lines and reads replies only.
@@ -210,7 +213,9 @@ class Console:
                 if overflow:
                     self._error(None, "line too long (max %d bytes)" % _LINE_MAX)
                 else:
+                    supervisor.pause("console")  # a long command's own tasks answer for it
                     await self.execute(bytes(line))
+                    supervisor.checkin("console")
                 line = bytearray()
                 overflow = False
                 self._prompt()

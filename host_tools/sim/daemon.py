@@ -54,7 +54,9 @@ class Sim:
             return {"stopping": True}
         if cmd == "power":
             b = self.boards[req["board"]]
-            {"on": b.power_on, "off": b.power_off, "cycle": b.reset, "reset": b.reset}[req["action"]]()
+            # a power cycle and the RUN pin both read as power-on on the RP2040
+            {"on": b.power_on, "off": b.power_off, "cycle": lambda: b.reset("power-on"),
+             "reset": lambda: b.reset("power-on")}[req["action"]]()
             return b.state()
         if cmd == "flash":
             b = self.boards[req["board"]]
