@@ -119,7 +119,8 @@ def reset_cause():
     # does not change at a soft reset.
     global _cause
     if _cause is None:
-        if time.ticks_ms() > _SOFT_AFTER_MS:
+        # raw value, not ticks_diff(): that turns negative after 6 days of uptime
+        if time.ticks_ms() > _SOFT_AFTER_MS:  # type: ignore[operator]  # stubs: opaque ticks
             _cause = "soft"
         elif machine.mem32[_SCRATCH0] == _REBOOT:
             machine.mem32[_SCRATCH0] = 0
@@ -153,7 +154,7 @@ def repl_grace(ms):
             else:
                 t.deinit()  # the watchdog resets the board one period later
 
-        _grace = machine.Timer(period=1000, callback=tick)
+        _grace = machine.Timer(-1, period=1000, callback=tick)  # -1: a software timer
 
 
 def uid():

@@ -20,6 +20,7 @@ _tasks = {}  # name -> [deadline_ms, last check-in ticks_ms, or None while pause
 _errors = {}  # name -> [count, last exception as text]
 _wdt = None
 _feeding = True  # False after `selftest watchdog`
+_fail = []  # tasks made to fail at their next check-in (`selftest task`)
 event = None  # the console's event(): where task_error goes (set by install)
 
 
@@ -31,10 +32,17 @@ def unregister(name):
     _tasks.pop(name, None)
 
 
-def checkin(name):
+def _touch(name):
     t = _tasks.get(name)
     if t:
         t[1] = time.ticks_ms()
+
+
+def checkin(name):
+    _touch(name)
+    if _fail and name in _fail:
+        _fail.remove(name)
+        raise RuntimeError("selftest: task %s made to fail" % name)
 
 
 def pause(name):
@@ -64,16 +72,6 @@ async def wait(ev, name):
             checkin(name)
 
 
-async def sleep_ms(ms, name):
-    # sleep, checking in as `name`
-    t = _tasks.get(name)
-    step = t[0] // 2 if t else ms
-    while ms > 0:
-        await asyncio.sleep_ms(min(ms, step))
-        ms -= step
-        checkin(name)
-
-
 # --- supervision --------------------------------------------------------------
 def start(name, fn, deadline_ms=0):
     """Run `await fn()` as task `name` for good: restarted after any exception.
@@ -97,10 +95,15 @@ async def _run(name, fn):
             _errors[name] = [n, msg]
             if event:
                 event("task_error", task=name, exception=msg, count=n, restart_in_ms=delay)
-        checkin(name)
         if time.ticks_diff(time.ticks_ms(), t0) > _STABLE_MS:
             delay = _BACKOFF_MS
-        await sleep_ms(delay, name)
+        t = _tasks.get(name)
+        step = t[0] // 2 if t else delay
+        left = delay
+        while left > 0:  # waiting out the back-off is not being stuck
+            _touch(name)
+            await asyncio.sleep_ms(min(left, step))
+            left -= step
         delay = min(delay * 2, _BACKOFF_MAX_MS)
 
 
@@ -139,6 +142,8 @@ async def _feed():
 
 def install(con):
     """Report task errors on `con`, feed the watchdog, add `selftest watchdog`."""
+    from console import CmdError
+
     global event
     event = con.event
     if _wdt is None:  # boot.py did not run (an old boot.py on the flash)
@@ -153,3 +158,11 @@ def install(con):
         _feeding = False
         return {"text": "watchdog no longer fed: the board resets within %d ms" % _settings().get("timeout_ms", _WDT_MS),
                 "feeding": False}
+
+    @con.command("selftest task", "selftest task NAME",
+                 "make a task fail once: it is reported and restarted")
+    def _selftest_task(args):
+        if len(args) != 1 or args[0] not in _tasks:
+            raise CmdError("selftest task needs one of: %s" % ", ".join(sorted(_tasks)))
+        _fail.append(args[0])
+        return {"text": "task %s fails at its next check-in" % args[0], "task": args[0]}
