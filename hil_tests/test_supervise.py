@@ -74,6 +74,19 @@ def test_reset_cause_of_reboot_and_power_cycle(sim, controller):
     assert controller.call("status")["reset_cause"] == "power-on"
 
 
+@pytest.mark.virtual_only("powers the board off")
+def test_a_board_powered_off_stays_off_although_its_watchdog_was_armed(sim, controller):
+    sim.power("controller", "off")
+    try:
+        time.sleep(10)  # longer than a watchdog period: nothing may switch it back on
+        assert sim.call("status")["boards"]["controller"]["powered"] is False
+        assert sim.call("status")["boards"]["controller"]["pid"] is None
+    finally:
+        sim.power("controller", "on")
+    controller.sync()
+    assert controller.call("status")["reset_cause"] == "power-on"
+
+
 @pytest.fixture
 def small_rig(request, sim, tmp_path):
     """One tape entry on the backup device's library, removed afterwards."""

@@ -8,7 +8,6 @@
 import time
 import asyncio
 from micropython import const
-import hal
 
 _BACKOFF_MS = const(1000)  # first restart delay; doubles up to _BACKOFF_MAX_MS
 _BACKOFF_MAX_MS = const(60000)
@@ -95,6 +94,8 @@ async def _run(name, fn):
             _errors[name] = [n, msg]
             if event:
                 event("task_error", task=name, exception=msg, count=n, restart_in_ms=delay)
+            else:  # before install(), or in a host-side test peer
+                print("task_error", name, msg)
         if time.ticks_diff(time.ticks_ms(), t0) > _STABLE_MS:
             delay = _BACKOFF_MS
         t = _tasks.get(name)
@@ -113,13 +114,18 @@ def errors():
 
 
 # --- the watchdog -------------------------------------------------------------
+# (hal imported here only: the link and its host-side test peers use the part above)
 def _settings():
+    import hal
+
     return hal.board().get("watchdog", {})
 
 
 def arm():
     """At every reset (boot.py): arm the watchdog, and feed it for the REPL's
     grace period until the firmware's feeder takes over."""
+    import hal
+
     global _wdt
     hal.reset_cause()  # now, while the rp2 timer still tells a hard reset from a soft one
     _wdt = hal.wdt(_settings().get("timeout_ms", _WDT_MS))
@@ -130,6 +136,8 @@ def repl_grace():
     # The firmware is not running (yet, or any more: Ctrl-C, mpremote): keep the
     # REPL usable for a while, then let the watchdog reset the board so that a
     # forgotten REPL never stops the schedule for good.
+    import hal
+
     hal.repl_grace(_settings().get("repl_grace_s", 600) * 1000)
 
 
@@ -142,6 +150,7 @@ async def _feed():
 
 def install(con):
     """Report task errors on `con`, feed the watchdog, add `selftest watchdog`."""
+    import hal
     from console import CmdError
 
     global event

@@ -186,6 +186,7 @@ class VirtualBoard:
         """Power cut: the process dies wherever it is."""
         with self._lock:
             self.powered = False
+            self._wdt = None  # no power, no watchdog: it must not switch the board back on
             self._kill()
 
     def _kill(self):
@@ -296,8 +297,10 @@ class VirtualBoard:
                             self.power_on(cause="soft")
             wd = self._wdt
             if wd and time.monotonic() > wd[1]:
-                self._note("watchdog reset")
-                self.reset("watchdog")
+                with self._lock:
+                    if self._wdt is wd and self.powered:  # not fed meanwhile, nor powered off
+                        self._note("watchdog reset")
+                        self.reset("watchdog")
 
     def _hung_up(self):
         p = select.poll()
