@@ -2,8 +2,8 @@
 that stops feeding it, the reset cause is reported, and the REPL (people and
 mpremote) works although the RP2040 watchdog cannot be stopped, while a
 forgotten REPL ends in a reset that runs the firmware (and its schedule) again."""
-import datetime
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +12,7 @@ import pytest
 
 from host_tools.cmd_config import table_rules
 from hil_tests.plugin import open_console
-from hil_tests.backup_rig import Console, Rig, iso, sha
+from hil_tests.backup_rig import Console, Rig, sha
 
 MPREMOTE = [sys.executable, "-m", "mpremote"]
 TASKS = [("controller", "scheduler"), ("controller", "runner"), ("controller", "link"),
@@ -183,3 +183,20 @@ def test_repl_works_past_the_watchdog_and_a_forgotten_repl_resets(sim, controlle
         with Console(port, timeout=30) as con:
             con.sync()  # leaves the REPL: main.py runs with the board file as it was
             assert con.call("version")["ok"]
+
+
+def test_rp2_hal_tells_reset_causes_apart_and_feeds_only_during_the_grace_period():
+    """hal/rp2.py on the unix MicroPython with a stand-in `machine`: what a Pico
+    would report after a power-on, `reboot`, a watchdog bite and a soft reset,
+    and the REPL grace timer that feeds until its deadline and no longer."""
+    here = os.path.dirname(__file__)
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "micropython"),
+                          os.path.join(here, "fixtures", "rp2_watchdog_probe.py"), os.path.join(here, "..", "firmware")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr + out.stdout
+    r = json.loads(out.stdout)
+    assert (r["power_on"], r["after_reset"], r["watchdog"], r["late"]) == ("power-on", "reboot", "watchdog", "soft")
+    assert r["wdt_timeout"] == 8388  # asked for 30 s: the RP2040 counts 8.388 s at most
+    assert r["timer"] == [-1, 1000]
+    assert r["fed_in_grace"] == 1 and r["fed_after_grace"] == 1  # not fed once the grace period is over
+    assert r["timer_live_after_grace"] is False and r["timer_live_after_stop"] is False
