@@ -200,3 +200,19 @@ def test_rp2_hal_tells_reset_causes_apart_and_feeds_only_during_the_grace_period
     assert r["timer"] == [-1, 1000]
     assert r["fed_in_grace"] == 1 and r["fed_after_grace"] == 1  # not fed once the grace period is over
     assert r["timer_live_after_grace"] is False and r["timer_live_after_stop"] is False
+
+
+def test_engine_start_errors_end_the_run_and_clear_busy():
+    """An SD error in catalog.new() or a DS3231 that does not answer when the run
+    is stamped: the run ends abnormally (312, with the error) instead of killing
+    the scheduler's runner, `busy` is clear and the channel's lock is free."""
+    here = os.path.dirname(__file__)
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "micropython"),
+                          os.path.join(here, "fixtures", "engine_start_errors.py"), os.path.join(here, "..", "firmware")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr + out.stdout
+    r = json.loads(out.stdout)
+    for case, err in (("catalog", "EIO"), ("clock", "ETIMEDOUT")):
+        assert r[case]["step"] == 312 and r[case]["busy"] is None and r[case]["locked"] is False, (case, r[case])
+        [(name, step, reason)] = r[case]["events"]
+        assert (name, step) == ("backup_ended_abnormally", 312) and err in reason, (case, r[case])
