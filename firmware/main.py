@@ -6,6 +6,7 @@ import gc
 # block while the modules load, then hand it back just before they allocate.
 _hole = bytearray(56 * 1024)
 import hal  # noqa: E402
+import supervisor  # noqa: E402
 
 if hal.board()["role"] == "controller":
     from controller import app
@@ -13,4 +14,9 @@ else:
     from backupdev import app
 del _hole
 gc.collect()
-app.main()
+try:
+    app.main()
+finally:
+    # Ctrl-C (or a crash) left the firmware for the REPL: the watchdog, which
+    # nothing can stop, is fed for the grace period, then resets the board.
+    supervisor.repl_grace()

@@ -189,7 +189,7 @@ def _pins_in_board_files():
     pins = {}
     for role in build.ROLES:
         for table, values in build.load_board(role).items():
-            if isinstance(values, dict) and table != "virtual":
+            if isinstance(values, dict) and table not in ("virtual", "watchdog"):  # not wiring
                 for key, v in values.items():
                     if isinstance(v, int) and key not in NOT_PINS:
                         pins[(role, "%s.%s" % (table, key))] = v

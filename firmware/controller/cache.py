@@ -5,9 +5,11 @@
 # order once the backup device has acknowledged them.
 import asyncio
 from micropython import const
+import supervisor
 from devcmd import BLOCK_MAX as CHUNK  # one tape block, or 4 disk blocks, per link request
 
 SLOTS = const(6)
+_DEADLINE_MS = const(60000)  # the stager waits for the link to free a slot: it retries for less
 
 
 class Cache:
@@ -23,9 +25,12 @@ class Cache:
         self.error = None
 
     def start(self):
+        # registered while the backup runs: the scheduler's runner waits on it
+        supervisor.register("stager", _DEADLINE_MS)
         self._task = asyncio.create_task(self._stage())
 
     def stop(self):
+        supervisor.unregister("stager")
         if self._task:
             self._task.cancel()
             self._task = None
@@ -39,17 +44,19 @@ class Cache:
             while self._staged < self.total:
                 while self._staged - self._freed >= SLOTS:
                     self._ev.clear()
-                    await self._ev.wait()
+                    await supervisor.wait(self._ev, "stager")
                 i = self._staged
                 mv = memoryview(self._slots[i % SLOTS])[:self.length(i)]
                 self._vol.readinto(i * CHUNK // bs, mv)
                 self._hasher.update(mv)
                 self._staged = i + 1
                 self._ev.set()  # 301: data-read-complete notice
+                supervisor.checkin("stager")
                 await asyncio.sleep_ms(0)
         except Exception as e:  # an SD error ends the backup with its reason
             self.error = e
             self._ev.set()
+        supervisor.unregister("stager")  # all staged (or failed): the sender finishes alone
 
     async def get(self, i):
         """Chunk i once staged (507/610: is there backup data in cache?)."""

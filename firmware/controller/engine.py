@@ -83,15 +83,18 @@ class Engine:
         async with self.lock:
             addr = entry["address"]                      # 305
             t = self.table(addr)
-            rec = resume or self.catalog.new(
-                entry=entry_no, volume=entry["volume"], address=addr, device_volume=entry["device_volume"],
-                start=self.clock(), end=None, result="running", chunk=0, sections=[], bytes=0, sha256=None)
-            self.busy = rec
-            self.con.event("backup_started", run=rec["id"], volume=rec["volume"], address=addr,
-                           resume=bool(resume), chunk=rec["chunk"],
-                           late_s=None if due is None else max(0, rec["start"] - due))
-            dev = Device(self.link, addr)
-            try:
+            rec = resume
+            try:  # from the request on: an SD or clock error ends the run too, and busy is cleared
+                if rec is None:
+                    rec = self.catalog.new(
+                        entry=entry_no, volume=entry["volume"], address=addr, device_volume=entry["device_volume"],
+                        start=self.clock(), end=None, result="running", chunk=0, sections=[], bytes=0,
+                        sha256=None)
+                self.busy = rec
+                self.con.event("backup_started", run=rec["id"], volume=rec["volume"], address=addr,
+                               resume=bool(resume), chunk=rec["chunk"],
+                               late_s=None if due is None else max(0, rec["start"] - due))
+                dev = Device(self.link, addr)
                 try:
                     inq = await dev.inquiry()                # 306
                 except Exception as e:
@@ -110,7 +113,7 @@ class Engine:
                 else:
                     raise BackupError(310, "device %d is %s, neither disk nor tape" % (addr, inq["type"]))
                 self._step(t, 309 if t.disk else 311)
-                h = self._hasher(vol, rec["chunk"])
+                h = await self._hasher(vol, rec["chunk"])
                 cache = Cache(self.slots, vol, rec["chunk"], h)  # lives across tape volumes: staged data is kept
                 cache.start()
                 try:
@@ -128,8 +131,9 @@ class Engine:
                 raise Interrupted(rec, "interrupted at chunk %d: %s" % (rec["chunk"], _sense(e)))
             except Exception as e:  # an SD card error, a bug: end abnormally, say why
                 t.clear()
-                self._end(rec, "failed", "312 %s" % _sense(e))
-                self.con.event("backup_ended_abnormally", run=rec["id"], step=312, reason=_sense(e))
+                self.con.event("backup_ended_abnormally", run=rec and rec["id"], step=312, reason=_sense(e))
+                if rec:
+                    self._end(rec, "failed", "312 %s" % _sense(e))
                 raise BackupError(312, _sense(e))
             finally:
                 self.busy = None
@@ -153,9 +157,10 @@ class Engine:
             rec["reason"] = reason
         self.catalog.save(rec)
 
-    def _hasher(self, vol, upto):
+    async def _hasher(self, vol, upto):
         # SHA-256 state cannot be saved, so a resumed backup re-reads the part
-        # already on the device to carry the hash on.
+        # already on the device to carry the hash on; yielding at each chunk, as
+        # re-reading most of a large volume takes longer than a watchdog period.
         h = hashlib.sha256()
         buf = self.slots[0]
         bs = vol.block_size
@@ -163,6 +168,7 @@ class Engine:
             mv = memoryview(buf)[:min(CHUNK, vol.size - i * CHUNK)]
             vol.readinto(i * CHUNK // bs, mv)
             h.update(mv)
+            await asyncio.sleep_ms(0)
         return h
 
     def _meta(self, vol, rec):

@@ -233,6 +233,7 @@ class Scheduler:
 
     # --- 202-205, 211: instruct the channel interface and follow up ---------------
     async def runner(self):
+        supervisor.pause("runner")
         for rec in self.catalog.unfinished():  # interrupted by a reset: resume
             await self._resume(rec)
         while True:
@@ -241,10 +242,12 @@ class Scheduler:
                 await supervisor.wait(self._work, "runner")
             i, due = self._queue.pop(0)
             self._current = i
+            supervisor.pause("runner")  # the backup's stager answers for it meanwhile
             try:
                 await self._backup(i, due=due)
             finally:
                 self._current = None
+            supervisor.checkin("runner")
 
     async def _resume(self, rec):
         # The run continues only for the entry of table 100 it was made for: the

@@ -11,7 +11,9 @@
 #   mount_sd(path)       mount the SD card (FAT) at path; returns the block device
 #   console_in()         console input: `await c.readinto(buf)` -> n > 0 bytes
 #   reset()              hard reset of the board (does not return)
-#   wdt(timeout_ms)      hardware watchdog: .feed()
+#   wdt(timeout_ms)      hardware watchdog: .feed(); cannot be stopped once armed
+#   repl_grace(ms)       feed the watchdog in the background for ms (0: stop), for the REPL
+#   reset_cause()        "power-on", "watchdog", "reboot" (reset()) or "soft"
 #   uid()                board unique id as hex str
 import sys
 

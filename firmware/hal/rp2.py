@@ -119,12 +119,65 @@ def console_in():
     return _Console()
 
 
+# Watchdog scratch register 0: kept through a watchdog reset (machine.reset()
+# is one on the RP2040), cleared at power-on. reset() leaves _REBOOT there.
+_SCRATCH0 = const(0x4005800C)
+_REBOOT = const(0x5EB0)
+# The microsecond timer runs on through a soft reset but restarts at 0 on a
+# hard one, and boot.py asks well within this time after a hard reset.
+_SOFT_AFTER_MS = const(3000)
+_cause = None
+_wdt = None
+_grace = None
+
+
 def reset():
+    machine.mem32[_SCRATCH0] = _REBOOT
     machine.reset()
 
 
+def reset_cause():
+    # "power-on", "watchdog", "reboot" (reset()) or "soft" (Ctrl-D, mpremote);
+    # machine.reset_cause() alone says WDT_RESET for both of the middle two and
+    # does not change at a soft reset.
+    global _cause
+    if _cause is None:
+        # raw value, not ticks_diff(): that turns negative after 6 days of uptime
+        if time.ticks_ms() > _SOFT_AFTER_MS:  # type: ignore[operator]  # stubs: opaque ticks
+            _cause = "soft"
+        elif machine.mem32[_SCRATCH0] == _REBOOT:
+            machine.mem32[_SCRATCH0] = 0
+            _cause = "reboot"
+        else:
+            _cause = "watchdog" if machine.reset_cause() == machine.WDT_RESET else "power-on"
+    return _cause
+
+
 def wdt(timeout_ms):
-    return machine.WDT(timeout=min(timeout_ms, _WDT_MAX_MS))
+    # Once armed the RP2040 watchdog cannot be stopped, not even by a soft reset.
+    global _wdt
+    _wdt = machine.WDT(timeout=min(timeout_ms, _WDT_MAX_MS))
+    return _wdt
+
+
+def repl_grace(ms):
+    # Feed the watchdog from a timer interrupt for `ms` (0: stop now), so that
+    # the REPL stays usable while the firmware is not running. A soft reset
+    # stops the timer; boot.py starts it again.
+    global _grace
+    if _grace:
+        _grace.deinit()
+        _grace = None
+    if ms > 0 and _wdt:
+        end = time.ticks_add(time.ticks_ms(), ms)
+
+        def tick(t):
+            if time.ticks_diff(end, time.ticks_ms()) > 0:
+                _wdt.feed()
+            else:
+                t.deinit()  # the watchdog resets the board one period later
+
+        _grace = machine.Timer(-1, period=1000, callback=tick)  # -1: a software timer
 
 
 def uid():

@@ -114,25 +114,39 @@ def console_in():
     return _ConsoleIn()
 
 
+def _ctl(msg):
+    # one line to the supervisor; MicroPython writes files unbuffered (and its
+    # flush() would fsync, which a FIFO refuses)
+    _hw.ctl.write(msg + "\n")
+
+
 def reset():
-    _hw.ctl.write("reset\n")
-    _hw.ctl.flush()
+    _ctl("reset")
     while True:  # the supervisor kills and restarts this process
         time.sleep(1)
 
 
 class _WDT:
     def __init__(self, timeout_ms):
-        _hw.ctl.write("wdt %d\n" % timeout_ms)
-        _hw.ctl.flush()
+        _ctl("wdt %d" % timeout_ms)
 
     def feed(self):
-        _hw.ctl.write("feed\n")
-        _hw.ctl.flush()
+        _ctl("feed")
 
 
 def wdt(timeout_ms):
     return _WDT(timeout_ms)
+
+
+def repl_grace(ms):
+    # The supervisor feeds the watchdog for `ms` (0: stops now), as the rp2 HAL's
+    # timer interrupt does; a soft reset ends it there too.
+    _ctl("grace %d" % ms)
+
+
+def reset_cause():
+    # written by the supervisor before it started this process
+    return _hw.reset_cause
 
 
 def uid():

@@ -7,6 +7,7 @@ import json
 import asyncio
 from micropython import const
 import hal
+import supervisor
 
 _LINE_MAX = const(2048)  # room for a 1 KiB block in base64 plus the command
 
@@ -85,6 +86,10 @@ class Console:
     # --- output -----------------------------------------------------------
     def _write(self, s):
         self._out.write(s)
+
+    def _echo(self, b):
+        # as bytes: a character typed byte by byte is not valid UTF-8 on its own
+        self._out.buffer.write(b)
 
     def event(self, name, **fields):
         if self.json:
@@ -174,17 +179,22 @@ class Console:
         prev = 0  # last terminator seen, so that "\r\n" ends one line, not two
         self._prompt()
         while True:
+            supervisor.pause("console")  # waiting for a person is not being stuck
             got = await cin.readinto(buf)
+            supervisor.checkin("console")
             chunk = bytes(mv[:got])
-            if not self.json and b"\x7f" not in chunk and b"\x08" not in chunk:
-                self._write(chunk.replace(b"\r", b"\r\n").decode("utf-8", "replace"))
+            # A person's terminal sends edit keys and needs an echo; a host tool
+            # (machine mode) sends whole lines and reads replies only.
+            edits = not self.json and (8 in chunk or 127 in chunk or 21 in chunk)
+            if not self.json and not edits:
+                self._echo(chunk.replace(b"\r", b"\r\n"))
             start = 0
             while start < got:
                 eol = _eol(chunk, start)
                 piece = chunk[start:eol]
-                if not self.json and (b"\x7f" in piece or b"\x08" in piece):
-                    piece = self._edit(line, piece)
-                    line = bytearray()
+                if edits and not overflow:
+                    self._echo(_edit(line, piece))
+                    piece = b""
                 if len(line) + len(piece) > _LINE_MAX:
                     overflow = True
                     line = bytearray()
@@ -193,6 +203,8 @@ class Console:
                 if eol == got:
                     break
                 term = chunk[eol]
+                if edits:
+                    self._write("\r\n" if term == 13 else "\n")
                 start = eol + 1
                 if not line and not overflow and prev == 13 and term == 10:
                     prev = 0
@@ -201,23 +213,34 @@ class Console:
                 if overflow:
                     self._error(None, "line too long (max %d bytes)" % _LINE_MAX)
                 else:
+                    supervisor.pause("console")  # a long command's own tasks answer for it
                     await self.execute(bytes(line))
+                    supervisor.checkin("console")
                 line = bytearray()
                 overflow = False
                 self._prompt()
 
-    def _edit(self, line, piece):
-        # Backspace/DEL from people typing in a raw terminal.
-        cur = bytearray(line)
-        for b in piece:
-            if b in (8, 127):
-                if cur:
-                    cur.pop()
-                    self._write("\b \b")
-            else:
-                cur.append(b)
-                self._write(chr(b) if b < 128 else "?")
-        return bytes(cur)
+
+def _edit(line, piece):
+    # Backspace and DEL erase the last character (all bytes of a UTF-8 one),
+    # Ctrl-U the whole line, in place; returns what the terminal must show.
+    # A loop per byte, but only over chunks a person typed with edit keys.
+    echo = bytearray()
+    for b in piece:
+        if b == 8 or b == 127:
+            i = len(line) - 1
+            while i > 0 and line[i] & 0xC0 == 0x80:
+                i -= 1
+            if i >= 0:
+                line[i:] = b""
+                echo.extend(b"\b \b")
+        elif b == 21:
+            echo.extend(b"\b \b" * sum(1 for c in line if c & 0xC0 != 0x80))
+            line[:] = b""
+        else:
+            line.append(b)
+            echo.append(b)
+    return echo
 
 
 def _eol(chunk, start):

@@ -16,6 +16,7 @@ except ImportError:  # CPython: only the frame codec is used there (fuzzing)
 try:
     import asyncio
     from time import ticks_ms, ticks_diff, ticks_add
+    import supervisor
 except ImportError:  # CPython
     asyncio = None
 
@@ -42,6 +43,7 @@ _RTO_MIN = const(40)
 _RTO_INIT = const(500)
 _RTO_MAX = const(2000)
 _TICK = const(10)
+_DEADLINE_MS = const(5000)  # the tick's check-in deadline, for the watchdog
 # segment flags
 _SACKED = const(1)  # the receiver has it (out of order)
 _LOST = const(2)  # to be sent again
@@ -219,18 +221,21 @@ class Link:
     # ---- public -----------------------------------------------------------
 
     def start(self):
-        self._tasks = [asyncio.create_task(c) for c in (self._rx(), self._tx(), self._tick())]
+        # under the supervisor: restarted if they fail; the tick checks in as "link"
+        self._tasks = [supervisor.start("link rx", self._rx), supervisor.start("link tx", self._tx),
+                       supervisor.start("link", self._tick, _DEADLINE_MS)]
 
     def serve(self, handler):
         # async handler(addr, op, payload) -> (status, payload); payload is a
         # memoryview valid until the handler returns. One request at a time.
         self._handler = handler
-        self._tasks.append(asyncio.create_task(self._serve()))
+        self._tasks.append(supervisor.start("link serve", self._serve))
 
     def stop(self):
         for t in self._tasks:
             t.cancel()
         self._tasks = []
+        supervisor.unregister("link")
         self._fail(LinkDown, "link stopped")
 
     @property
@@ -741,6 +746,7 @@ class Link:
     async def _tick(self):
         while True:
             await asyncio.sleep_ms(_TICK)
+            supervisor.checkin("link")
             now = ticks_ms()
             idle = ticks_diff(now, self._last_tx) >= self._ka
             if not self._synced:

@@ -7,6 +7,7 @@ import time
 import asyncio
 import hal
 import isotime
+import supervisor
 from console import CmdError, UsageError
 from version import VERSION
 
@@ -41,7 +42,8 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None):
         gc.collect()
         d = {"role": role, "uptime_s": time.ticks_diff(time.ticks_ms(), _boot_ms) // 1000,
              "mem_free": gc.mem_free(), "mem_alloc": gc.mem_alloc(),
-             "sd": "mounted" if sd_error is None else sd_error}
+             "sd": "mounted" if sd_error is None else sd_error,
+             "reset_cause": hal.reset_cause(), "task_errors": supervisor.errors()}
         if hasattr(micropython, "mem_peak"):  # ports built with memory statistics
             d["mem_peak"] = micropython.mem_peak()
         if status:

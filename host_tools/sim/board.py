@@ -86,6 +86,7 @@ class VirtualBoard:
         # (the daemon's control socket), which the pump would then read.
         self._retired = []
         self._wdt = None  # (timeout_s, deadline)
+        self._grace = 0.0  # the REPL grace period feeds the watchdog until then (monotonic)
         self._raw_repl = False  # the board shows the raw REPL (mpremote is driving it)
         self._last_in = b""
         self._log = open(os.path.join(state_dir, name + ".log"), "ab", buffering=0) \
@@ -157,12 +158,15 @@ class VirtualBoard:
         return name
 
     # --- power --------------------------------------------------------------
-    def power_on(self, soft=False):
+    def power_on(self, soft=False, cause="power-on"):
         """Start the board process. soft=True emulates MicroPython's soft reset
-        from the raw REPL: the interpreter restarts without running main.py."""
+        from the raw REPL: the interpreter restarts without running main.py.
+        `cause` is what the firmware's hal.reset_cause() will say."""
         with self._lock:
             if self.proc is not None:
                 return
+            with open(os.path.join(self.dir, "reset_cause"), "w") as f:
+                f.write(cause)
             inner, slave = os.openpty()
             _raw(slave, isig=True)  # Ctrl-C -> SIGINT -> KeyboardInterrupt, like USB CDC
 
@@ -178,7 +182,9 @@ class VirtualBoard:
             os.close(slave)
             os.set_blocking(inner, False)
             self._inner = inner
-            self._wdt = None
+            if cause != "soft":  # as on the RP2040, only a hard reset stops the watchdog
+                self._wdt = None
+            self._grace = 0.0  # a soft reset stops the rp2 HAL's grace timer too
             self.powered = True
             self.boots += 1
 
@@ -186,6 +192,7 @@ class VirtualBoard:
         """Power cut: the process dies wherever it is."""
         with self._lock:
             self.powered = False
+            self._wdt = None  # no power, no watchdog: it must not switch the board back on
             self._kill()
 
     def _kill(self):
@@ -205,10 +212,10 @@ class VirtualBoard:
             while self._retired:
                 os.close(self._retired.pop())
 
-    def reset(self):
+    def reset(self, cause="reboot"):
         with self._lock:
             self._kill()
-            self.power_on()
+            self.power_on(cause=cause)
 
     def close(self):
         self._stop = True
@@ -302,17 +309,19 @@ class VirtualBoard:
                         if self._raw_repl and self._last_in.endswith(b"\x04"):
                             # Ctrl-D in the raw REPL is a soft reset on a Pico: the
                             # REPL comes back without main.py (what mpremote expects).
-                            self.power_on(soft=True)
+                            self.power_on(soft=True, cause="soft")
                             to_user += b"soft reboot\r\n"
                             to_board = b"\x01"
                         else:
-                            # exit from the friendly REPL or a crash: the board restarts
+                            # exit from the friendly REPL (Ctrl-D): a soft reset that runs main.py
                             time.sleep(0.05)
-                            self.power_on()
+                            self.power_on(cause="soft")
             wd = self._wdt
             if wd and time.monotonic() > wd[1]:
-                self._note("watchdog reset")
-                self.reset()
+                with self._lock:
+                    if self._wdt is wd and self.powered:  # not fed meanwhile, nor powered off
+                        self._note("watchdog reset")
+                        self.reset("watchdog")
 
     def _hung_up(self):
         p = select.poll()
@@ -325,11 +334,16 @@ class VirtualBoard:
         if words[0] == "reset":
             self._note("reset requested by firmware")
             self.reset()
-        elif words[0] == "wdt" and len(words) == 2:
+        elif words[0] == "wdt" and len(words) == 2:  # machine.WDT(): arms, or re-arms, counting afresh
             t = int(words[1]) / 1000
-            self._wdt = (t, time.monotonic() + t)
+            self._wdt = (t, max(time.monotonic(), self._grace) + t)
         elif words[0] == "feed" and self._wdt:
-            self._wdt = (self._wdt[0], time.monotonic() + self._wdt[0])
+            self._wdt = (self._wdt[0], max(time.monotonic(), self._grace) + self._wdt[0])
+        elif words[0] == "grace" and len(words) == 2:
+            # hal.repl_grace(ms): a timer feeds the watchdog until then (0: stops now)
+            self._grace = time.monotonic() + int(words[1]) / 1000
+            if self._wdt:
+                self._wdt = (self._wdt[0], self._grace + self._wdt[0])
 
     def _note(self, msg):
         if self._log:

@@ -59,7 +59,9 @@ class Sim:
             b = self.boards[req["board"]]
             if req["action"] in ("off", "cycle"):  # "reset" keeps power on the board's parts
                 self._rtc_power_cut(b)
-            {"on": b.power_on, "off": b.power_off, "cycle": b.reset, "reset": b.reset}[req["action"]]()
+            # a power cycle and the RUN pin both read as power-on on the RP2040
+            {"on": b.power_on, "off": b.power_off, "cycle": lambda: b.reset("power-on"),
+             "reset": lambda: b.reset("power-on")}[req["action"]]()
             return b.state()
         if cmd == "rtc":
             return self._rtc(self.boards[req.get("board", "controller")], req)

@@ -63,6 +63,11 @@ class Hardware:
         # supervisor that restarts this process.
         self.ctl = open(state + "/ctl.fifo", "w")
         self.uid = cfg.get("uid", self.name)
+        try:  # why the supervisor (re)started this process
+            with open(state + "/reset_cause") as f:
+                self.reset_cause = f.read().strip()
+        except OSError:
+            self.reset_cause = "power-on"
         # faults injected by the simulator (`backupctl sim sd|rtc ...`), per part
         self.faults = FaultFile(state + "/faults.json")
         self.rtc = DS3231Model(state + "/rtc.json", faults=lambda: self.faults.get("rtc")) \
