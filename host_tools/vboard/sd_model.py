@@ -10,7 +10,11 @@
 # every command and every data block, so they also strike mid-transfer:
 #   ejected: true        no card: MISO floats high, commands get no answer; a
 #                        card inserted again is in its power-on state
-#   full: true           every write is refused with the write-error token
+#   full: true           the file system has no free cluster left: reads of the
+#                        FAT show every free entry as a bad cluster (and writes of
+#                        the FAT put those entries back as free), so the firmware's
+#                        VFS raises ENOSPC as on a card that filled up; the card
+#                        itself and all data stay intact. FAT16/FAT32 images only.
 #   read_rate/write_rate R, blocks [A, B]
 #                        a read of a sector in A..B fails with an error token,
 #                        a write with the write-error token, each with chance R
@@ -102,6 +106,7 @@ class SDModel:
         self._busy = 0
         self._busy_until = 0
         self._cut_count = 0
+        self._fat = None
         self._out = bytearray()
         self._op = 0
 
@@ -116,6 +121,7 @@ class SDModel:
         if f != self._f:
             self._f = f
             self._cut_count = 0
+            self._fat = None
         return f
 
     def clock(self, inp, out, n):
@@ -305,6 +311,8 @@ class SDModel:
         if self._hit(sector, "read_rate"):
             return b"\xff" * _NAC + b"\x04"  # error token: card ECC failed
         self._img.readblocks(sector, self._sec)
+        if self._f.get("full") and self._in_fat(sector):
+            self._hide_free(self._sec)
         return self._data(self._sec, self._crc_on)
 
     def _next_read(self):
@@ -335,9 +343,11 @@ class SDModel:
                 self._cut(sector, data, f.get("torn", "old"))
         if self._crc_on and _crc16(data) != (self._blk[_BLOCK] << 8 | self._blk[_BLOCK + 1]):
             r = 0x0B
-        elif f.get("full") or sector >= self.sectors or self._hit(sector, "write_rate"):
+        elif sector >= self.sectors or self._hit(sector, "write_rate"):
             r = 0x0D
         else:
+            if f.get("full") and self._in_fat(sector):
+                self._unhide_free(sector, data)
             self._img.writeblocks(sector, data)
             r = 0x05
         self._out = bytearray((r | 0xE0,))
@@ -346,6 +356,49 @@ class SDModel:
         ms = f.get("busy_ms")
         if ms:
             self._busy_until = time.time_ns() // 1000000 + ms
+
+    # ---- "full": a FAT with no free cluster ----
+
+    def _in_fat(self, sector):
+        if self._fat is None:
+            self._fat = self._fat_region()
+        return self._fat[0] <= sector < self._fat[1]
+
+    def _fat_region(self):
+        # (first sector, end sector, entry size) of the FATs, from the boot sector
+        b = bytearray(_BLOCK)
+        self._img.readblocks(0, b)
+
+        def u(o, n):
+            return int.from_bytes(b[o:o + n], "little")
+
+        rsv, nfats, fatsz = u(14, 2), b[16], u(22, 2) or u(36, 4)
+        tot = u(19, 2) or u(32, 4)
+        data = tot - rsv - nfats * fatsz - (u(17, 2) * 32 + _BLOCK - 1) // _BLOCK
+        clusters = data // max(b[13], 1)
+        if b[510:512] != b"\x55\xaa" or clusters < 4085:
+            return (0, 0, 0)  # not FAT16/FAT32: "full" changes nothing
+        return (rsv, rsv + nfats * fatsz, 2 if clusters < 65525 else 4)
+
+    def _hide_free(self, sec):
+        es = self._fat[2]
+        bad = b"\xf7\xff" if es == 2 else b"\xf7\xff\xff\x0f"
+        free = bytes(es)
+        for j in range(0, _BLOCK, es):
+            if sec[j:j + es] == free:
+                sec[j:j + es] = bad
+
+    def _unhide_free(self, sector, data):
+        # the firmware writes back a FAT sector it read while "full": entries that
+        # are free on the card and shown as bad stay free
+        es = self._fat[2]
+        bad = b"\xf7\xff" if es == 2 else b"\xf7\xff\xff\x0f"
+        free = bytes(es)
+        old = bytearray(_BLOCK)
+        self._img.readblocks(sector, old)
+        for j in range(0, _BLOCK, es):
+            if data[j:j + es] == bad and old[j:j + es] == free:
+                data[j:j + es] = free
 
     def _cut(self, sector, data, torn):
         # power fails while the card programs this sector
