@@ -11,7 +11,7 @@ async def _main():
     con = Console()
     srv = server.start(con)  # tape library, disks, and the link to the controller (cable 14)
     commands.install(con, srv)
-    system.install(con, "backupdev", status=srv.status)
+    system.install(con, "backupdev", status=srv.status, needs_sd="the tape library and the disks")
     con.event("boot", role="backupdev", version=VERSION)
     await con.run()
 

@@ -21,7 +21,8 @@ async def _main():
     sp = scheduler.Scheduler(con, rtc, hal.rtc_int(), eng, cat)  # service processor 22, timer 130
     backupcmd.install(con, eng, sp, vols, cat)
     system.install(con, "controller", rtc=rtc, on_rtc_set=sp.kick,
-                   status=lambda: {"backup": eng.busy["id"] if eng.busy else None})
+                   status=lambda: {"backup": eng.busy["id"] if eng.busy else None},
+                   needs_sd="volumes, backups, restores and the schedule (timer 130)")
     asyncio.create_task(sp.timer())
     asyncio.create_task(sp.runner())
     con.event("boot", role="controller", version=VERSION)

@@ -4,6 +4,8 @@
 import json
 import asyncio
 import atomic
+import supervisor
+import system
 import table_rules
 from isotime import days_in_month
 from ds3231 import to_seconds, from_seconds
@@ -83,6 +85,7 @@ class Scheduler:
 
     # --- 201: wait for timer 130 ------------------------------------------------
     async def timer(self):
+        await supervisor.wait(system.sd_ready, "scheduler")  # the plan and the catalog are on the card
         self.pin.irq(lambda p: self._alarm.set())
         self._catch_up()
         while True:
@@ -132,6 +135,7 @@ class Scheduler:
 
     # --- 202-205, 211: instruct the channel interface and follow up ---------------
     async def runner(self):
+        await supervisor.wait(system.sd_ready, "runner")
         for rec in self.catalog.unfinished():  # interrupted by a reset: resume
             await self._backup(rec["entry"], rec)
         while True:

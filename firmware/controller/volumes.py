@@ -127,7 +127,14 @@ class VolumeStore:
 
     def scan(self):
         """Open every volume on the card; remove creations a power cut interrupted.
-        Returns (removed, damaged) file names; damaged files are left for `vol delete`."""
+        Returns (removed, damaged) file names; damaged files are left for `vol delete`.
+        A rescan (the card came back) forgets the volumes of the card before."""
+        for v in self._vols.values():
+            try:
+                v.close()
+            except OSError:
+                pass  # its file system is gone
+        self._vols = {}
         try:
             os.mkdir(DIR)
         except OSError:
