@@ -691,3 +691,24 @@ def test_backup_device_restart_during_a_mount_resumes(rig, sim):
     r, restored = rig.restore_to_scratch(end["run"], len(rig.data[vol]))
     assert r["match"] and restored == sha(rig.data[vol])
     rig.empty_drive()
+
+
+@pytest.mark.virtual_only("injects write errors into the backup device's SD card model")
+def test_sd_card_refusing_writes_on_the_device_ends_the_backup_abnormally(rig, sim):
+    """The backup device's card answers every write with the write-error token
+    (`backupctl sim sd backupdev errors --write-rate 1`): the disk's WRITE
+    fails, and the run ends abnormally with its step, never as a success.
+    Cleared, the device reopens its files and the same entry backs up again."""
+    since = time.monotonic()
+    sim.sd("backupdev", "errors", write_rate=1.0)
+    try:
+        end, evs = rig.run_now("disk")
+        # the disk header, written first, fails: the device's sense ends the run
+        # at 312 (the engine gives that write no step of its own)
+        assert_abnormal(rig, "disk", end, evs, 312, "HARDWARE ERROR: internal target failure")
+        assert not [ev for ev in evs if ev["event"] == "backup_ended_normally"]
+    finally:
+        sim.sd("backupdev", "clear")
+    rig.dev.wait_event("sd_io_error", since=since, timeout=30)  # the device saw the errors, reopened its files
+    end, evs = rig.run_now("disk")
+    assert_normal(rig, "disk", end, evs)
