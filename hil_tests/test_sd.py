@@ -192,6 +192,20 @@ def test_a_card_pulled_while_running_is_reported_and_remounted(controller, volum
 
 
 @virtual_only
+def test_a_card_pulled_and_put_back_while_idle_is_remounted(controller, card):
+    """Nobody uses the card: the firmware's status poll notices it went away,
+    and the card put back (in its power-on state) is identified again."""
+    since = time.monotonic()
+    card.sd("controller", "eject")
+    assert "no SD card" in controller.wait_event("sd_lost", since=since, timeout=30)["reason"]
+    since = time.monotonic()
+    card.sd("controller", "insert")
+    controller.wait_event("sd_mounted", since=since, timeout=30)
+    assert mounted(controller.call("status"))
+    controller.call("vol list")
+
+
+@virtual_only
 def test_a_long_busy_card_times_out_as_an_error(controller, volume, card):
     name = volume("64K")
     since = time.monotonic()

@@ -283,6 +283,11 @@ class SDCard:
             finally:
                 self._end()
 
+    def status(self):
+        """CMD13 (SEND_STATUS): raises OSError if the card does not answer, as
+        a pulled card, or one put back (in SD mode again), does not."""
+        self._cmd(13, 0, 1)
+
     def ioctl(self, op, arg):
         if op == 4:  # block count
             return self.sectors

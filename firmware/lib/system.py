@@ -10,7 +10,7 @@ import hal
 import isotime
 import supervisor
 from micropython import const
-from console import CmdError, UsageError
+from console import CmdError, UsageError, arg_int
 from version import VERSION
 
 _boot_ms = time.ticks_ms()
@@ -54,9 +54,10 @@ def _reopen(con):
 
 
 async def _sd_watch(con):
-    # One cheap look every few seconds: mount a missing card; a mounted card
-    # whose driver failed is probed with one read, and unmounted if it does not
-    # answer (pulled, dead), so that the next insertion mounts it afresh.
+    # One cheap look every few seconds: mount a missing card; ask a mounted
+    # one for its status (one command); a card whose driver failed is probed
+    # with one read, and unmounted if it does not answer (pulled, dead), so
+    # that the next insertion mounts it afresh.
     global sd_error, _sd
     sec = bytearray(512)
     supervisor.register("sd", 4 * _RETRY_MS)
@@ -64,9 +65,13 @@ async def _sd_watch(con):
         await asyncio.sleep_ms(_RETRY_MS)
         supervisor.checkin("sd")
         if sd_error is None:
+            if _sd.error is None:
+                try:
+                    _sd.status()  # an idle card is still there?
+                    continue
+                except OSError:
+                    pass
             why = _sd.error
-            if why is None:
-                continue
             try:
                 _sd.readblocks(0, sec)
                 _sd.error = None
@@ -166,3 +171,12 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None, needs_sd=""):
         return {"block_size": st[0], "blocks": st[2], "free_blocks": st[3],
                 "total_bytes": st[0] * st[2], "free_bytes": st[0] * st[3],
                 "card_sectors": _sd.sectors, "crc": _sd.crc, "last_error": _sd.error}
+
+    @con.command("sd bench", "sd bench [KIB]", "SD read/write KiB/s (a scratch file) and the driver's CRC cost")
+    def _sd_bench(args):
+        need_sd()
+        import sdbench
+        d = sdbench.run(_sd, arg_int(args[0], "KIB") if args else 256)
+        d["text"] = "write %(write_kib_s)d KiB/s, read %(read_kib_s)d KiB/s (files); driver read %(driver_read_kib_s)d" \
+            " KiB/s, %(driver_read_nocrc_kib_s)d without CRC check; CRC16 %(crc16_us_per_block)d us/block" % d
+        return d
