@@ -712,3 +712,28 @@ def test_sd_card_refusing_writes_on_the_device_ends_the_backup_abnormally(rig, s
     rig.dev.wait_event("sd_io_error", since=since, timeout=30)  # the device saw the errors, reopened its files
     end, evs = rig.run_now("disk")
     assert_normal(rig, "disk", end, evs)
+
+
+@pytest.mark.virtual_only("pulls the controller's SD card before a power-on")
+def test_no_sd_card_at_boot_then_inserted_the_backup_runs_without_a_reboot(rig, sim):
+    """The controller starts without its card: the console answers, `status`
+    says the card is missing and what does not run; the card put in, the
+    volumes, catalog and scheduler come back and a backup runs, same boot."""
+    sim.sd("controller", "eject")
+    try:
+        sim.power("controller", "cycle")
+        rig.ctl.sync(timeout=60)
+        boots = sim.call("status")["boards"]["controller"]["boots"]
+        st = rig.ctl.call("status")
+        assert st["sd"].startswith("missing: ") and "schedule" in st["not_running"]
+        with pytest.raises(ConsoleError) as e:
+            rig.ctl.call("backup list")
+        assert "no SD card" in str(e.value)
+        since = time.monotonic()
+        sim.sd("controller", "insert")
+        rig.ctl.wait_event("sd_mounted", since=since, timeout=30)
+    finally:
+        sim.sd("controller", "clear")
+    end, evs = rig.run_now("disk")
+    assert_normal(rig, "disk", end, evs)
+    assert sim.call("status")["boards"]["controller"]["boots"] == boots

@@ -160,12 +160,21 @@ def test_read_errors_in_a_block_range_fail_only_there(controller, volume, card):
 
 
 @virtual_only
-def test_full_card_refuses_new_data_with_enospc_and_recovers(controller, card):
+def test_full_card_refuses_new_data_with_enospc_and_recovers(controller, volume, card):
+    name = volume("64K")
     card.sd("controller", "full")
+    new = unique_name()
     with pytest.raises(ConsoleError) as e:
-        controller.call("vol create %s --size 64K" % unique_name(), timeout=60)
-    assert "ENOSPC" in str(e.value) or "28" in str(e.value)
-    assert controller.call("vol list")["count"] >= 0  # the card still reads
+        controller.call("vol create %s --size 64K" % new, timeout=60)
+    assert "the SD card is full (ENOSPC): %s was not created" % new in str(e.value)
+    vols = [v["name"] for v in controller.call("vol list")["volumes"]]
+    assert new not in vols and name in vols
+    data = os.urandom(4096)
+    write(controller, name, 0, data)  # space already allocated is still written
+    assert read(controller, name, 0, 8) == data
+    card.sd("controller", "clear")
+    made = volume("64K")  # room again, without a reboot
+    assert made in [v["name"] for v in controller.call("vol list")["volumes"]]
 
 
 @virtual_only
