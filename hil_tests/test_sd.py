@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from host_tools.cmd_bench import sd_driver_cost
 from host_tools.cmd_vol import WRITE_BYTES
 from host_tools.console import BoardConsole, ConsoleError
 
@@ -295,3 +296,19 @@ def test_no_card_at_boot_then_inserted_works_without_reboot(card, role):
         if role == "backupdev":
             con.call("disk delete SDTEST --yes")
         assert card.call("status")["boards"][role]["boots"] == boots  # no reboot
+
+
+def test_sd_bench_measures_and_leaves_nothing_behind(controller):
+    free = controller.call("sd info")["free_blocks"]
+    r = controller.call("sd bench 64", timeout=120)
+    assert r["kib"] == 64
+    for k in ("write_kib_s", "read_kib_s", "driver_read_kib_s", "driver_read_nocrc_kib_s", "crc16_us_per_block"):
+        assert r[k] > 0, k
+    info = controller.call("sd info")
+    assert info["last_error"] is None and info["free_blocks"] == free  # the scratch file is gone
+
+
+def test_driver_cost_harness_runs_the_firmware_driver():
+    c = sd_driver_cost()
+    assert set(c) == {"crc_on", "crc_off"}
+    assert c["crc_on"]["read_us"] > 0 and c["crc_off"]["write_us"] > 0

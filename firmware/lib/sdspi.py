@@ -148,7 +148,11 @@ class SDCard:
         self.cs.value(0)
         spi.readinto(tok, 0xFF)
         if not tok[0]:  # still busy after a write that timed out: it does not listen yet
-            self._wait(_WRITE_MS, "a write")
+            try:
+                self._wait(_WRITE_MS, "a write")
+            except OSError:
+                self._end()
+                raise
         spi.write(b)
         for _ in range(_NCR):
             spi.readinto(tok, 0xFF)
