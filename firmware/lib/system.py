@@ -173,10 +173,13 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None, needs_sd=""):
                 "card_sectors": _sd.sectors, "crc": _sd.crc, "last_error": _sd.error}
 
     @con.command("sd bench", "sd bench [KIB]", "SD read/write KiB/s (a scratch file) and the driver's CRC cost")
-    def _sd_bench(args):
+    async def _sd_bench(args):
         need_sd()
         import sdbench
-        d = sdbench.run(_sd, arg_int(args[0], "KIB") if args else 256)
+        kib = arg_int(args[0], "KIB") if args else 128
+        if not 4 <= kib <= 4096:
+            raise UsageError("KIB must be 4-4096")
+        d = await sdbench.run(_sd, kib)
         d["text"] = "write %(write_kib_s)d KiB/s, read %(read_kib_s)d KiB/s (files); driver read %(driver_read_kib_s)d" \
             " KiB/s, %(driver_read_nocrc_kib_s)d without CRC check; CRC16 %(crc16_us_per_block)d us/block" % d
         return d
