@@ -127,10 +127,7 @@ class SDModel:
     def clock(self, inp, out, n):
         """n bytes both ways: inp (None = all 0xFF) goes to the card, out (None =
         discarded) gets MISO."""
-        # The fault file is read at each command and data block (_command,
-        # _commit, _next_read), not at every call: a pulled card is seen
-        # between blocks; while it is out, every call looks for its return.
-        f = self._now() if self._f.get("ejected") else self._f
+        f = self._now()
         if f.get("ejected") or not self.selected:
             if f.get("ejected"):
                 self._power_on()  # pulled: the next insertion starts from power-on
@@ -216,9 +213,6 @@ class SDModel:
         c = self._cmdb
         cmd = c[0] & 0x3F
         arg = c[1] << 24 | c[2] << 16 | c[3] << 8 | c[4]
-        if self._now().get("ejected"):
-            self._power_on()
-            return  # nobody there to answer
         if not self._spi:
             # SD mode: only a CMD0 with CS low and its valid CRC switches to SPI mode
             if cmd != 0 or c[5] != 0x95:
