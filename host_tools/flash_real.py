@@ -14,7 +14,6 @@ import io
 import os
 import posixpath
 import re
-import sys
 import time
 
 import serial
