@@ -692,3 +692,49 @@ def test_backup_device_restart_during_a_mount_resumes(rig, sim):
     r, restored = rig.restore_to_scratch(end["run"], len(rig.data[vol]))
     assert r["match"] and restored == sha(rig.data[vol])
     rig.empty_drive()
+
+
+@pytest.mark.virtual_only("injects write errors into the backup device's SD card model")
+def test_sd_card_refusing_writes_on_the_device_ends_the_backup_abnormally(rig, sim):
+    """The backup device's card answers every write with the write-error token
+    (`backupctl sim sd backupdev errors --write-rate 1`): the disk's WRITE
+    fails, and the run ends abnormally with its step, never as a success.
+    Cleared, the device reopens its files and the same entry backs up again."""
+    since = time.monotonic()
+    sim.sd("backupdev", "errors", write_rate=1.0)
+    try:
+        end, evs = rig.run_now("disk")
+        # the disk header, written first, fails: the device's sense ends the run
+        # at 312 (the engine gives that write no step of its own)
+        assert_abnormal(rig, "disk", end, evs, 312, "HARDWARE ERROR: internal target failure")
+        assert not [ev for ev in evs if ev["event"] == "backup_ended_normally"]
+    finally:
+        sim.sd("backupdev", "clear")
+    rig.dev.wait_event("sd_io_error", since=since, timeout=30)  # the device saw the errors, reopened its files
+    end, evs = rig.run_now("disk")
+    assert_normal(rig, "disk", end, evs)
+
+
+@pytest.mark.virtual_only("pulls the controller's SD card before a power-on")
+def test_no_sd_card_at_boot_then_inserted_the_backup_runs_without_a_reboot(rig, sim):
+    """The controller starts without its card: the console answers, `status`
+    says the card is missing and what does not run; the card put in, the
+    volumes, catalog and scheduler come back and a backup runs, same boot."""
+    sim.sd("controller", "eject")
+    try:
+        sim.power("controller", "cycle")
+        rig.ctl.sync(timeout=60)
+        boots = sim.call("status")["boards"]["controller"]["boots"]
+        st = rig.ctl.call("status")
+        assert st["sd"].startswith("missing: ") and "schedule" in st["not_running"]
+        with pytest.raises(ConsoleError) as e:
+            rig.ctl.call("backup list")
+        assert "no SD card" in str(e.value)
+        since = time.monotonic()
+        sim.sd("controller", "insert")
+        rig.ctl.wait_event("sd_mounted", since=since, timeout=30)
+    finally:
+        sim.sd("controller", "clear")
+    end, evs = rig.run_now("disk")
+    assert_normal(rig, "disk", end, evs)
+    assert sim.call("status")["boards"]["controller"]["boots"] == boots

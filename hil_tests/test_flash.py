@@ -162,13 +162,14 @@ def no_internet(monkeypatch):
 
 
 @virtual_only
-def test_a_pico_without_internet_is_told_to_copy_the_sd_driver_and_is_reset_by_machine_reset(
+def test_a_pico_without_internet_gets_a_running_controller_reset_by_machine_reset(
         fake_pico, no_internet, capsys):
     port = fake_pico()
+    _mpremote(port, "exec", "open('/lib/sdcard.py', 'w').write('# micropython-lib')")  # from an older flash
     rc, out, err = _flash(capsys, "--board", "controller", "--port", port)
     assert rc == 0, err
-    assert "mpremote mip install sdcard" in out
-    assert "the host has no internet: copy sdcard.py from micropython-lib onto the board's /lib by hand" in out
+    assert "mip" not in out and "warning" not in out + err  # the SD driver is the firmware's own
+    assert "removed  lib/sdcard.py" in out
     assert re.search(r"^ +\d+  boot\.py$", out, re.M)  # the fake boot.py was replaced
     assert "controller answers: firmware" in out
     marks = _mpremote(port, "exec", "import os; print('reset-by-machine' in os.listdir('/'));"

@@ -75,7 +75,10 @@ def test_rp2_hal_drives_the_pins_and_buses_from_board_json(tmp_path):
     assert ["irq", 3, 4] in calls  # falling edge only
     assert ["WDT", [], {"timeout": 8388}] in calls  # the RP2040's longest
     assert hw["uid"] == "e6614103e7452d2f"
-    assert hw["sd_error"] == "no SD card driver: install it with: mpremote mip install sdcard"
+    assert ["SPI", [1], {"sck": 10, "mosi": 11, "miso": 12}] in calls
+    assert ["Pin", 13, 1, None, 1] in calls  # CS: output, idle high
+    assert calls.count(["SPI.init", 400000]) == 1  # identification at 400 kHz; no card, so never faster
+    assert hw["sd_error"] == "[Errno 19] ENODEV: no SD card (no answer to CMD0)"
     assert json.loads(console) == {"console": "status\r"}
 
 

@@ -46,6 +46,29 @@ def link_ratio(baud):
         shutil.rmtree(state, ignore_errors=True)
 
 
+def sd_speed(kib=512):
+    """`sd bench` on a virtual controller: lib/sdspi.py against the SPI card model."""
+    state = tempfile.mkdtemp(prefix="bench-sd-")
+    try:
+        st = client.up(state)
+        with BoardConsole(os.path.realpath(st["boards"]["controller"]["console"]), timeout=300) as ctl:
+            ctl.sync()
+            return ctl.call("sd bench %d" % kib)
+    finally:
+        client.down(state)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def sd_driver_cost():
+    """host_tools/vboard/sd_cost.py: the driver's own microseconds per block on the unix port."""
+    import json
+    from host_tools import FIRMWARE
+    from host_tools.sim.board import VBOARD, micropython_exe
+    out = subprocess.run([micropython_exe(), os.path.join(VBOARD, "sd_cost.py"), os.path.join(FIRMWARE, "lib")],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    return json.loads(out)
+
+
 def zmodem_ratio(baud):
     """sz on one end of the same paced wire, rz on the other."""
     if not (shutil.which("sz") and shutil.which("rz")):
@@ -102,4 +125,14 @@ def run(a):
             raw["mem_peak"]), flush=True)
     print("mem_peak is micropython.mem_peak() of the link peer; on the unix port it counts every allocation "
           "ever made, so the live-heap maximum is shown beside it")
+    sd = sd_speed()
+    print("SD card on the virtual controller (lib/sdspi.py <-> SPI card model, CRC on; 512 KiB scratch file)")
+    print("  files: write %d KiB/s, read %d KiB/s; driver reads: %d KiB/s, %d KiB/s without the CRC16 check"
+          " (%d us of CRC16 per 512-byte block)" % (sd["write_kib_s"], sd["read_kib_s"], sd["driver_read_kib_s"],
+                                                   sd["driver_read_nocrc_kib_s"], sd["crc16_us_per_block"]))
+    print("  the model's own CPU is in these figures; a Pico runs this Python about 40-60x slower")
+    c = sd_driver_cost()
+    print("  driver CPU per 512-byte block on the unix port (a bus that answers at once): CRC on read %.0f /"
+          " write %.0f us, CRC off %.0f / %.0f us" % (c["crc_on"]["read_us"], c["crc_on"]["write_us"],
+                                                     c["crc_off"]["read_us"], c["crc_off"]["write_us"]))
     return 0

@@ -1,4 +1,4 @@
-"""backupctl sim up|down|status|power|faults|rtc: the virtual board pair."""
+"""backupctl sim up|down|status|power|faults|rtc|sd: the virtual board pair."""
 import json
 
 from host_tools.sim import client
@@ -39,6 +39,23 @@ def register(sub):
     bt = rs.add_parser("battery", help="backup cell on or off (off: a power cut stops the clock, sets OSF)")
     bt.add_argument("state", choices=("on", "off"))
     rs.add_parser("clear", help="remove the DS3231 faults (NACKs, battery back on)")
+    sd = s.add_parser(
+        "sd", help="SD card faults of a virtual board (the card model speaks SPI to the firmware's driver)",
+        description="Faults of a virtual board's SD card; they stay until cleared, across resets and power cuts. "
+                    "eject: card pulled (no answer on the bus); insert: put back (it starts from power-on); "
+                    "full: the file system has no free cluster left (writes fail with ENOSPC); errors: reads fail with an error "
+                    "token, writes with the write-error token, each with the given chance (in the given blocks); "
+                    "busy: each write keeps the card busy MS ms (over 500 the driver times out); "
+                    "cut: power cut when the Nth block of multi-block writes has arrived, leaving that "
+                    "sector old or torn (first half new); clear: no faults, card in.")
+    sd.add_argument("board", choices=("controller", "backupdev"))
+    sd.add_argument("fault", choices=("eject", "insert", "full", "errors", "busy", "cut", "clear"))
+    sd.add_argument("--read-rate", type=float, help="errors: chance that a block read fails")
+    sd.add_argument("--write-rate", type=float, help="errors: chance that a block write is refused")
+    sd.add_argument("--blocks", metavar="A-B", help="errors: only sectors A to B (inclusive)")
+    sd.add_argument("--ms", type=int, default=300, help="busy: milliseconds each write stays busy (default 300)")
+    sd.add_argument("--after", type=int, default=1, metavar="N", help="cut: at the Nth multi-block write block (default 1)")
+    sd.add_argument("--torn", choices=("old", "half"), default="old", help="cut: what the sector in flight keeps (default old)")
     p.set_defaults(func=run)
 
 
@@ -72,3 +89,24 @@ def run(a):
     elif a.action == "rtc":
         kw = {"n": a.n} if a.rtc_action == "nack" else {"on": a.state == "on"} if a.rtc_action == "battery" else {}
         print(json.dumps(client.call(state, "rtc", board="controller", action=a.rtc_action, **kw)))
+    elif a.action == "sd":
+        print(json.dumps(client.call(state, "sd", **_sd_request(a))))
+
+
+def _sd_request(a):
+    req = {"board": a.board, "action": a.fault}
+    if a.fault == "errors":
+        if a.read_rate is None and a.write_rate is None:
+            raise SystemExit("sim sd errors: give --read-rate and/or --write-rate")
+        req.update(read_rate=a.read_rate, write_rate=a.write_rate)
+        if a.blocks:
+            try:
+                lo, hi = (int(x) for x in a.blocks.split("-"))
+            except ValueError:
+                raise SystemExit("--blocks must be A-B, two sector numbers") from None
+            req["blocks"] = [lo, hi]
+    elif a.fault == "busy":
+        req["ms"] = a.ms
+    elif a.fault == "cut":
+        req.update(after=a.after, torn=a.torn)
+    return req

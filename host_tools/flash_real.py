@@ -3,8 +3,9 @@ port, a pty of a virtual board, or a pyserial URL (rfc2217://host:port).
 
 With mpremote's serial transport, in the raw REPL: one exec reports the board's
 MicroPython and the SHA-256 of every file the firmware may have there; only the
-files that differ are sent; the SD card driver comes from `mpremote mip` on a
-Pico; then the board is reset and must answer `version` on its console.
+files that differ are sent (the SD card driver is the firmware's own
+lib/sdspi.py: nothing is downloaded); then the board is reset and must answer
+`version` on its console.
 """
 import ast
 import contextlib
@@ -13,8 +14,6 @@ import io
 import os
 import posixpath
 import re
-import subprocess
-import sys
 import time
 
 import serial
@@ -25,7 +24,8 @@ from host_tools import build
 from host_tools.console import BoardConsole
 from host_tools.ports import PortError, resolve_port
 
-SD_DRIVER = ("lib/sdcard.mpy", "lib/sdcard.py")
+# micropython-lib's SD driver, installed by `mip` for firmware before lib/sdspi.py: removed
+LEGACY = ("lib/sdcard.mpy", "lib/sdcard.py")
 # Bytes of file data per raw-REPL exec: 4x fewer round trips than mpremote's 256,
 # still a small string for the Pico's heap to compile.
 CHUNK = 1024
@@ -101,24 +101,6 @@ def probe(t, files, dirs):
     return ast.literal_eval(_exec(t, _PROBE % (list(files), list(dirs))).decode())
 
 
-def install_sdcard(port, log=print):
-    """`mpremote mip install sdcard`; on failure say how to do it by hand and go on."""
-    log("installing the SD card driver: mpremote mip install sdcard")
-    proc = subprocess.run([sys.executable, "-m", "mpremote", "connect", port, "resume", "mip", "install", "sdcard"],
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode == 0:
-        return
-    out = (proc.stdout + proc.stderr).strip()
-    by_hand = ("copy sdcard.py from micropython-lib onto the board's /lib by hand (it is"
-               " micropython/drivers/storage/sdcard/sdcard.py there; mpremote connect %s fs cp sdcard.py :/lib/)"
-               " and reset the board; /sd stays unmounted until then" % port)
-    # mip reports a failed download as "<reason> requesting <url>".
-    if "requesting http" in out:
-        log("warning: the host has no internet: " + by_hand)
-    else:
-        log("warning: mpremote mip install sdcard failed (%s): %s" % (out.splitlines()[-1] if out else "", by_hand))
-
-
 def _reset(t, platform):
     if platform == "rp2":
         # As `mpremote reset`: the pause lets the raw REPL's OK out before USB drops.
@@ -168,7 +150,7 @@ def flash(port, board, mpy=True, log=print, boot_timeout=30):
     log("connecting to %s" % dev)
     t = _connect(dev)
     try:
-        info = probe(t, ["/" + p for p in paths + list(SD_DRIVER)], ["/" + d for d in folders])
+        info = probe(t, ["/" + p for p in paths + list(LEGACY)], ["/" + d for d in folders])
         on_board = {p[1:]: h for p, h in info["files"].items()}
         if mpy:
             build.check_mpy_compat(info["mpy"])
@@ -177,14 +159,9 @@ def flash(port, board, mpy=True, log=print, boot_timeout=30):
         if not build.fits({p: len(d) for p, d in tree.items()}):
             raise FlashError("the firmware does not fit the Pico's %d KiB flash filesystem:"
                              " `make mpy` lists the files" % (build.FLASH_FS_BYTES // 1024))
-        # Only a Pico needs the driver: a virtual board's SD card is an image file.
-        if info["platform"] == "rp2" and not any(on_board.get(p) for p in SD_DRIVER):
-            t.close()  # mpremote mip opens the port itself
-            install_sdcard(dev, log)
-            t = _connect(dev)
         changed = [p for p in sorted(tree) if on_board.get(p) != hashlib.sha256(tree[p]).hexdigest()]
         # The other form of a module we deploy would shadow it (.py) or waste flash (.mpy).
-        stale = [p for p in paths if p not in tree and on_board.get(p)]
+        stale = [p for p in paths + list(LEGACY) if p not in tree and on_board.get(p)]
         for d in folders:
             if "/" + d not in info["dirs"]:
                 _exec(t, "import os\nos.mkdir(%r)" % ("/" + d))

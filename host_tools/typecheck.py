@@ -22,8 +22,6 @@ from host_tools import FIRMWARE
 BOARD_STUBS = "micropython-rp2-rpi_pico-stubs"
 STDLIB_STUBS = "micropython-stdlib-stubs"
 HARDWARE_MODULES = ("machine", "rp2")
-# Drivers from micropython-lib installed on the board with `mpremote mip`; no stubs.
-BOARD_INSTALLED = ("sdcard",)
 
 
 def hardware_files(root=FIRMWARE):
@@ -92,7 +90,6 @@ def run_mypy(files, workdir):
     """mypy on files with the rp2 stubs; returns (exit code, output). Caches in workdir."""
     typeshed = build_typeshed(workdir)
     config = os.path.join(workdir, "mypy.ini")
-    ignore = "".join(f"\n[mypy-{m}]\nignore_missing_imports = True\n" for m in BOARD_INSTALLED)
     with open(config, "w", encoding="utf-8") as f:
         f.write(
             "[mypy]\n"
@@ -106,7 +103,7 @@ def run_mypy(files, workdir):
             "warn_unused_ignores = True\n"
             "show_column_numbers = True\n"
             "explicit_package_bases = True\n"
-            f"cache_dir = {os.path.join(workdir, 'cache')}\n" + ignore
+            f"cache_dir = {os.path.join(workdir, 'cache')}\n"
         )
     # Run from the firmware root so module names are the board's (hal.rp2, not firmware.hal.rp2).
     proc = subprocess.run(

@@ -17,7 +17,7 @@ async def _main():
     srv = server.start(con)  # tape library, disks, and the link to the controller (cable 14)
     supervisor.install(con)  # task errors on the console, the watchdog fed
     commands.install(con, srv)
-    system.install(con, "backupdev", status=srv.status)
+    system.install(con, "backupdev", status=srv.status, needs_sd="the tape library and the disks")
     con.event("boot", role="backupdev", version=VERSION, reset_cause=hal.reset_cause())
     await supervisor.start("console", con.run, _CONSOLE_MS)
 

@@ -32,9 +32,7 @@ def _no_args(args):
         raise UsageError("no arguments expected, got %r" % " ".join(args))
 
 
-def _need_sd():
-    if system.sd_error is not None:
-        raise CmdError("no SD card: " + system.sd_error)
+_need_sd = system.need_sd
 
 
 def _addr(s):

@@ -85,6 +85,10 @@ class Disk:
 
 class Disks:
     def __init__(self):
+        self.scan()
+
+    def scan(self):
+        # the disks on the card (again after the card came back)
         self.names = set()
         self._open = {}  # name -> Disk, opened on first use
         try:

@@ -23,6 +23,13 @@ class Library:
         self.loaded = False  # False after UNLOAD until LOAD
         self.pending = None  # volume being mounted
         self._robot = None
+        self.scan()
+
+    def scan(self):
+        # the cartridges on the card (again after the card came back: empty drive)
+        self.carts = {}
+        self.tape = None
+        self.loaded = False
         try:
             store.ensure_dir(store.TAPES)
             names = os.listdir(store.TAPES)

@@ -5,6 +5,7 @@
 # unreadable" (Fig. 7 step 307).
 import struct
 import hal
+import system
 from link import Link
 from version import VERSION
 from devcmd import (SenseError, GOOD, CHECK, SENSE_FMT, SENSE_LEN, NO_SENSE, ILLEGAL_REQUEST, EOM, ILI,
@@ -192,6 +193,8 @@ def start(con):
     cfg = store.Config()
     lnk = Link(hal.uart(0), payload_max=PAYLOAD_MAX, baud=hal.board()["uart0"]["baud"])
     srv = Server(cfg, Library(cfg, con.event), Disks(), lnk)
+    system.on_sd_mount(srv.lib.scan)  # a card inserted later: its cartridges and disks
+    system.on_sd_mount(srv.disks.scan)
     lnk.start()
     lnk.serve(srv.handle)
     return srv

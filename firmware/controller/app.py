@@ -30,7 +30,8 @@ async def _main():
     sp = scheduler.Scheduler(con, rtc, hal.rtc_int(), eng, cat)  # service processor 22, timer 130
     backupcmd.install(con, eng, sp, vols, cat)
     system.install(con, "controller", rtc=rtc, on_rtc_set=sp.kick,
-                   status=lambda: dict(sp.state(), backup=eng.busy["id"] if eng.busy else None))
+                   status=lambda: dict(sp.state(), backup=eng.busy["id"] if eng.busy else None),
+                   needs_sd="volumes, backups, restores and the schedule (timer 130)")
     supervisor.start("scheduler", sp.timer, _SCHEDULER_MS)
     supervisor.start("runner", sp.runner, _RUNNER_MS)
     con.event("boot", role="controller", version=VERSION, reset_cause=hal.reset_cause())

@@ -5,6 +5,7 @@
 import os
 import json
 import atomic
+import system
 
 DIR = "/sd/catalog"
 
@@ -15,6 +16,11 @@ def _path(rid):
 
 class Catalog:
     def __init__(self):
+        if system.sd_error is None:
+            self.open()
+        system.on_sd_mount(self.open)  # a card inserted later
+
+    def open(self):
         try:
             os.mkdir(DIR)
         except OSError:
@@ -24,6 +30,7 @@ class Catalog:
                 atomic.recover(DIR + "/" + fn[:-4])
 
     def ids(self):
+        system.need_sd()
         return sorted(int(fn[:-5]) for fn in os.listdir(DIR) if fn.endswith(".json"))
 
     def get(self, rid):

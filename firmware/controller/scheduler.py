@@ -9,6 +9,7 @@ import asyncio
 from micropython import const
 import atomic
 import supervisor
+import system
 import table_rules
 from isotime import days_in_month
 from ds3231 import to_seconds, from_seconds
@@ -112,6 +113,7 @@ class Scheduler:
 
     # --- 201: wait for timer 130 ------------------------------------------------
     async def timer(self):
+        await supervisor.wait(system.sd_ready, "scheduler")  # the plan and the catalog are on the card
         self.pin.irq(lambda p: self._alarm.set())
         boot = True
         retry = _RETRY_MS
@@ -234,6 +236,7 @@ class Scheduler:
     # --- 202-205, 211: instruct the channel interface and follow up ---------------
     async def runner(self):
         supervisor.pause("runner")
+        await supervisor.wait(system.sd_ready, "runner")
         for rec in self.catalog.unfinished():  # interrupted by a reset: resume
             await self._resume(rec)
         while True:

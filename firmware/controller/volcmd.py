@@ -25,19 +25,20 @@ def _info(v):
 def install(con, rtc):
     """Opens the volumes on the SD card and adds the vol commands; returns the
     VolumeStore (the volume API for the backup engine)."""
-    sd_error = system.sd_error  # the card is mounted (or not) by boot.py, before main.py
     store = VolumeStore(lambda: to_seconds(rtc.datetime()))
-    if sd_error is None:
+
+    def scan():
         removed, damaged = store.scan()
         for fn in removed:
             con.event("vol_removed", file=fn, reason="creation cut short by a reset or power cut")
         for fn in damaged:
             con.event("vol_damaged", file=fn, reason="no valid header; `vol delete %s --yes` removes it" % fn[:6])
-    rbuf = memoryview(bytearray(_READ_MAX))
 
-    def need_sd():
-        if sd_error is not None:
-            raise CmdError("no SD card: " + sd_error)
+    if system.sd_error is None:  # the card is mounted (or not) by boot.py, before main.py
+        scan()
+    system.on_sd_mount(scan)  # a card inserted later: its volumes
+    rbuf = memoryview(bytearray(_READ_MAX))
+    need_sd = system.need_sd
 
     def vol(name):
         need_sd()

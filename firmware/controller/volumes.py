@@ -127,7 +127,14 @@ class VolumeStore:
 
     def scan(self):
         """Open every volume on the card; remove creations a power cut interrupted.
-        Returns (removed, damaged) file names; damaged files are left for `vol delete`."""
+        Returns (removed, damaged) file names; damaged files are left for `vol delete`.
+        A rescan (the card came back) forgets the volumes of the card before."""
+        for v in self._vols.values():
+            try:
+                v.close()
+            except OSError:
+                pass  # its file system is gone
+        self._vols = {}
         try:
             os.mkdir(DIR)
         except OSError:
@@ -200,9 +207,11 @@ class VolumeStore:
             now = self.clock()
             self.put_header(f, 1, _READY, name, block_size, size // block_size, now, now)
             f.close()
-        except BaseException:  # includes a cancelled task: leave nothing behind
+        except BaseException as e:  # includes a cancelled task: leave nothing behind
             f.close()
             os.remove(path)
+            if isinstance(e, OSError) and e.errno == 28:  # FatFs found no free cluster
+                raise VolumeError("the SD card is full (ENOSPC): %s was not created" % name)
             raise
         f = open(path, "r+b")
         v = self._vols[name] = Volume(self, f, self._get_header(f))

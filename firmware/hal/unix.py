@@ -92,9 +92,42 @@ def rtc_int():
     return _IntPin(_hw.rtc)
 
 
+class _SPI:
+    # machine.SPI on the SD card model's bus: every byte out is a byte in
+    def __init__(self, card):
+        self._card = card
+        self.baudrate = 0
+
+    def init(self, baudrate=1000000, **kw):
+        self.baudrate = baudrate  # no pacing: the unix port's Python is the slow part
+
+    def write(self, buf):
+        self._card.clock(buf, None, len(buf))
+
+    def readinto(self, buf, write=0xFF):
+        self._card.clock(None if write == 0xFF else bytes((write,)) * len(buf), buf, len(buf))
+
+    def write_readinto(self, wbuf, rbuf):
+        self._card.clock(wbuf, rbuf, len(wbuf))
+
+
+class _CS:
+    def __init__(self, card):
+        self._card = card
+        self._v = 1
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        self._v = v
+        self._card.select(not v)
+
+
 def mount_sd(path="/sd"):
-    vfs.mount(vfs.VfsFat(_hw.sd), path)
-    return _hw.sd
+    import sdspi
+    sd = sdspi.SDCard(_SPI(_hw.sd), _CS(_hw.sd), baudrate=board().get("sd", {}).get("baud", 10000000))
+    vfs.mount(vfs.VfsFat(sd), path)
+    return sd
 
 
 class _ConsoleIn:

@@ -5,26 +5,98 @@ import gc
 import micropython
 import time
 import asyncio
+import vfs
 import hal
 import isotime
 import supervisor
-from console import CmdError, UsageError
+from micropython import const
+from console import CmdError, UsageError, arg_int
 from version import VERSION
 
 _boot_ms = time.ticks_ms()
+_RETRY_MS = const(3000)  # a missing or failed card is looked at this often
 sd_error = "not mounted"  # None once /sd is mounted; else why not (shown by `sd info`)
+sd_ready = asyncio.Event()  # set while /sd is mounted: tasks that need the card wait on it
+_sd = None  # the card's driver while mounted
+_on_mount = []  # what re-reads the card after each mount (volumes, catalog, ...)
 
 
 def mount_sd():
-    global sd_error
+    global sd_error, _sd
     try:
-        hal.mount_sd("/sd")
+        _sd = hal.mount_sd("/sd")
         sd_error = None
+        sd_ready.set()
     except Exception as e:
-        sd_error = "%s: %s" % (type(e).__name__, e)
+        sd_error = "%s: %s" % (type(e).__name__, e.args[-1] if e.args else e)
+    return sd_error is None
 
 
-def install(con, role, rtc=None, status=None, on_rtc_set=None):
+def need_sd():
+    """Raise the console's error for code that cannot run without the card."""
+    if sd_error is not None:
+        raise CmdError("no SD card: " + sd_error)
+
+
+def on_sd_mount(fn):
+    """fn() runs after every mount of /sd but the one at boot (the card came
+    back), and after a failed operation on a card that still answers: FatFs
+    keeps failing a file that saw an I/O error, so its users reopen them."""
+    _on_mount.append(fn)
+
+
+def _reopen(con):
+    for fn in _on_mount:
+        try:
+            fn()
+        except Exception as e:  # one user's failure must not stop the others'
+            con.event("sd_error", reason="%s: %s" % (type(e).__name__, e))
+
+
+async def _sd_watch(con):
+    # One cheap look every few seconds: mount a missing card; ask a mounted
+    # one for its status (one command); a card whose driver failed is probed
+    # with one read, and unmounted if it does not answer (pulled, dead), so
+    # that the next insertion mounts it afresh.
+    global sd_error, _sd
+    sec = bytearray(512)
+    supervisor.register("sd", 4 * _RETRY_MS)
+    while True:
+        await asyncio.sleep_ms(_RETRY_MS)
+        supervisor.checkin("sd")
+        if sd_error is None:
+            if _sd.error is None:
+                try:
+                    _sd.status()  # an idle card is still there?
+                    continue
+                except OSError:
+                    pass
+            why = _sd.error
+            try:
+                _sd.readblocks(0, sec)
+                _sd.error = None
+                con.event("sd_io_error", reason=why)  # the card answers: that failure was one operation's
+                _reopen(con)
+                continue
+            except OSError:
+                pass
+            try:
+                vfs.umount("/sd")
+            except OSError:
+                pass
+            sd_ready.clear()
+            _sd = None
+            sd_error = "OSError: " + why
+            con.event("sd_lost", reason=why)
+        if mount_sd():
+            con.event("sd_mounted")
+            _reopen(con)
+
+
+def install(con, role, rtc=None, status=None, on_rtc_set=None, needs_sd=""):
+    # needs_sd: what does not run without the card, for `status` and `sd info`
+    asyncio.create_task(_sd_watch(con))
+
     @con.command("help", "help", "list the commands")
     def _help(args):
         rows = con.help_rows()
@@ -42,8 +114,10 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None):
         gc.collect()
         d = {"role": role, "uptime_s": time.ticks_diff(time.ticks_ms(), _boot_ms) // 1000,
              "mem_free": gc.mem_free(), "mem_alloc": gc.mem_alloc(),
-             "sd": "mounted" if sd_error is None else sd_error,
+             "sd": "mounted" if sd_error is None else "missing: " + sd_error,
              "reset_cause": hal.reset_cause(), "task_errors": supervisor.errors()}
+        if sd_error is not None:
+            d["not_running"] = needs_sd
         if hasattr(micropython, "mem_peak"):  # ports built with memory statistics
             d["mem_peak"] = micropython.mem_peak()
         if status:
@@ -93,7 +167,20 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None):
     @con.command("sd info", "sd info", "SD card size and free space")
     def _sd_info(args):
         if sd_error is not None:
-            raise CmdError("no SD card: " + sd_error)
+            raise CmdError("no SD card: %s; not running: %s" % (sd_error, needs_sd))
         st = os.statvfs("/sd")
         return {"block_size": st[0], "blocks": st[2], "free_blocks": st[3],
-                "total_bytes": st[0] * st[2], "free_bytes": st[0] * st[3]}
+                "total_bytes": st[0] * st[2], "free_bytes": st[0] * st[3],
+                "card_sectors": _sd.sectors, "crc": _sd.crc, "last_error": _sd.error}
+
+    @con.command("sd bench", "sd bench [KIB]", "SD read/write KiB/s (a scratch file) and the driver's CRC cost")
+    async def _sd_bench(args):
+        need_sd()
+        import sdbench
+        kib = arg_int(args[0], "KIB") if args else 128
+        if not 4 <= kib <= 4096:
+            raise UsageError("KIB must be 4-4096")
+        d = await sdbench.run(_sd, kib)
+        d["text"] = "write %(write_kib_s)d KiB/s, read %(read_kib_s)d KiB/s (files); driver read %(driver_read_kib_s)d" \
+            " KiB/s, %(driver_read_nocrc_kib_s)d without CRC check; CRC16 %(crc16_us_per_block)d us/block" % d
+        return d

@@ -332,8 +332,12 @@ class VirtualBoard:
         if not words:
             return
         if words[0] == "reset":
-            self._note("reset requested by firmware")
-            self.reset()
+            if words[1:] == ["sd", "power", "cut"]:  # the SD model's event-placed power cut
+                self._note("power cut placed by the SD card model")
+                self.reset("power-on")
+            else:
+                self._note("reset requested by firmware")
+                self.reset()
         elif words[0] == "wdt" and len(words) == 2:  # machine.WDT(): arms, or re-arms, counting afresh
             t = int(words[1]) / 1000
             self._wdt = (t, max(time.monotonic(), self._grace) + t)

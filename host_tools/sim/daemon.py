@@ -82,6 +82,8 @@ class Sim:
             return self.wire.stats()
         if cmd == "wire":
             return self.wire.stats()
+        if cmd == "sd":
+            return self._sd(self.boards[req["board"]], req)
         raise ValueError("unknown command %r" % cmd)
 
     def _rtc(self, b, req):
@@ -114,6 +116,32 @@ class Sim:
             f = b.part_faults("rtc")
             if f.get("battery") is False:
                 b.set_part_faults("rtc", dict(f, cut=time.time()))
+
+    @staticmethod
+    def _sd(board, req):
+        # the SD card model's faults (host_tools/vboard/sd_model.py lists them)
+        f = dict(board.part_faults("sd"))
+        action = req["action"]
+        if action == "eject":
+            f["ejected"] = True
+        elif action == "insert":
+            f.pop("ejected", None)
+        elif action == "full":
+            f["full"] = True
+        elif action == "errors":
+            for k in ("read_rate", "write_rate", "blocks"):
+                if req.get(k) is not None:
+                    f[k] = req[k]
+        elif action == "busy":
+            f["busy_ms"] = int(req["ms"])
+        elif action == "cut":
+            # one power cut at the Nth block of multi-block writes from now
+            f.update(cut_after=int(req["after"]), torn=req.get("torn", "old"), cut_id=time.time_ns())
+        elif action == "clear":
+            f = {}
+        else:
+            raise ValueError("sd action must be eject, insert, full, errors, busy, cut or clear")
+        return board.set_part_faults("sd", f)
 
     def serve(self):
         path = os.path.join(self.dir, "control.sock")

@@ -7,8 +7,10 @@ import sys
 import os
 import vfs
 import json
+import time
 
 from ds3231_model import DS3231Model
+from sd_model import SDModel
 from hwfaults import FaultFile
 
 _FLASH_BLOCK = 4096
@@ -56,7 +58,8 @@ class Hardware:
         self.name = cfg["name"]
         self.state = state
         self.flash = FileBlockDev(state + "/flash.img", _FLASH_BLOCK)
-        self.sd = FileBlockDev(state + "/sd.img", _SD_BLOCK)
+        # the card's flash behind the SPI-mode card model that hal/unix.py's SPI bus talks to
+        self.sd_img = FileBlockDev(state + "/sd.img", _SD_BLOCK)
         # Opened now: once the flash is mounted at / the host's paths are out of reach.
         self.uarts = {0: open(state + "/uart0", "r+b")}
         # The reset controller and watchdog live outside the CPU: a pipe to the
@@ -72,6 +75,14 @@ class Hardware:
         self.faults = FaultFile(state + "/faults.json")
         self.rtc = DS3231Model(state + "/rtc.json", faults=lambda: self.faults.get("rtc")) \
             if cfg.get("i2c") else None
+        self.sd = SDModel(self.sd_img, self.faults, self.power_cut, state + "/sd_state")
+
+    def power_cut(self):
+        # the SD model's event-placed power cut: the supervisor kills and restarts this process
+        self.ctl.write("reset sd power cut\n")
+        self.ctl.flush()
+        while True:
+            time.sleep(1)
 
 
 def _boot(state):
@@ -79,9 +90,9 @@ def _boot(state):
     sys.modules["vboard_hw"] = hw
     # Factory-formatted SD card: an all-zero boot sector means a fresh image.
     sector = bytearray(_SD_BLOCK)
-    hw.sd.readblocks(0, sector)
+    hw.sd_img.readblocks(0, sector)
     if sector[510:512] != b"\x55\xaa":
-        vfs.VfsFat.mkfs(hw.sd)
+        vfs.VfsFat.mkfs(hw.sd_img)
     vfs.umount("/")
     vfs.mount(vfs.VfsLfs2(hw.flash, progsize=256), "/")
     os.chdir("/")
