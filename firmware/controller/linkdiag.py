@@ -1,32 +1,17 @@
-# The controller's end of the link (cable 14) and its `link ...` console
-# commands: every device command by hand, board to board. Bulk writes make
-# their data here (`--pattern`), so the console is not the bottleneck.
-# The backup engine uses the same Link (get_link()) and devcmd.Device.
+# The controller's `link ...` console commands: every device command by hand,
+# board to board, on the link controller/linkport.py opened. Loaded on the
+# first `link` command (linkport), as nobody needs them to run backups. Bulk
+# writes make their data here (`--pattern`), so the console is not the bottleneck.
 import time
 import asyncio
 from micropython import const
 import hashlib
 import binascii
-import hal
-from link import Link, LinkError
+from link import LinkError
 from console import CmdError, UsageError, opts, arg_int
 from devcmd import Device, SenseError, ILI, PAYLOAD_MAX, BLOCK_MAX
 
-_link = None
 WINDOW = const(4)  # pipelined WRITEs of `link write --pattern`
-
-
-def get_link():
-    return _link
-
-
-def start(con):
-    # Open the UART link to the backup device board and add the commands.
-    global _link
-    _link = Link(hal.uart(0), payload_max=PAYLOAD_MAX, baud=hal.board()["uart0"]["baud"])
-    _link.start()
-    install(con, _link)
-    return _link
 
 
 def pattern(buf, seed, i):

@@ -12,8 +12,11 @@ from micropython import const
 
 NAME = "rp2"
 
-# Two 4 KiB link frames: the wire keeps running while asyncio is busy elsewhere.
-_UART_BUF = const(8192)
+# The receive ring holds 44 ms of the wire at 921600 baud while asyncio is busy
+# elsewhere; transmit needs little, as the link keeps every frame it sent until
+# acknowledged in its own ring (lib/link.py), and its writes wait for room.
+_UART_RXBUF = const(4096)
+_UART_TXBUF = const(2048)
 # Longest period the RP2040 watchdog can count.
 _WDT_MAX_MS = const(8388)
 
@@ -28,8 +31,8 @@ def uart(n):
         baudrate=c["baud"],
         tx=machine.Pin(c["tx"]),
         rx=machine.Pin(c["rx"]),
-        txbuf=_UART_BUF,
-        rxbuf=_UART_BUF,
+        txbuf=_UART_TXBUF,
+        rxbuf=_UART_RXBUF,
         timeout=0,
     )
 

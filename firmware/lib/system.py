@@ -14,6 +14,23 @@ _boot_ms = time.ticks_ms()
 sd_error = "not mounted"  # None once /sd is mounted; else why not (shown by `sd info`)
 
 
+def largest_block():
+    # The largest bytearray the heap can give now (to 64 bytes), by bisection:
+    # what a big buffer could still get, which mem_free alone does not say.
+    # Synchronous, so no task allocates in between; each try is garbage at once.
+    gc.collect()
+    lo, hi = 0, gc.mem_free() + 1
+    while hi - lo > 64:
+        mid = (lo + hi) // 2
+        try:
+            bytearray(mid)
+            lo = mid
+        except MemoryError:
+            hi = mid
+    gc.collect()
+    return lo
+
+
 def mount_sd():
     global sd_error
     try:
@@ -40,7 +57,7 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None):
     def _status(args):
         gc.collect()
         d = {"role": role, "uptime_s": time.ticks_diff(time.ticks_ms(), _boot_ms) // 1000,
-             "mem_free": gc.mem_free(), "mem_alloc": gc.mem_alloc(),
+             "mem_free": gc.mem_free(), "mem_alloc": gc.mem_alloc(), "largest_block": largest_block(),
              "sd": "mounted" if sd_error is None else sd_error}
         if hasattr(micropython, "mem_peak"):  # ports built with memory statistics
             d["mem_peak"] = micropython.mem_peak()
