@@ -25,10 +25,10 @@ def test_largest_ballast_and_running_free_are_the_picos(role):
         board.close()
     print("%s: starts with a %d KiB ballast (Pico estimate %.1f KiB); free running %d, Pico estimate %d"
           % (role, ballast // 1024, pico_ballast / 1024, idle["mem_free"],
-             heapcal.PICO_HEAP - idle["mem_alloc"] / heapcal.RUN_RATIO[role]))
+             heapcal.pico_free(role, idle["mem_alloc"])))
     assert 0.9 * pico_ballast <= ballast <= pico_ballast
     # Running: the Pico's free heap from the firmware's allocation and the
     # ratio measured on running boards, independent of the start-up fit.
-    pico_free = heapcal.PICO_HEAP - idle["mem_alloc"] / heapcal.RUN_RATIO[role]
+    pico_free = heapcal.pico_free(role, idle["mem_alloc"])
     assert 0.9 * pico_free <= idle["mem_free"] <= pico_free
 
