@@ -14,7 +14,7 @@ import hal  # noqa: E402
 if hal.board()["role"] == "controller":
     from controller import app
 else:
-    from backupdev import app
+    from backupdev import app  # type: ignore[no-redef]  # one of the two roles
 gc.threshold(-1)
 gc.collect()
 app.main()

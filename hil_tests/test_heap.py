@@ -8,6 +8,10 @@ from host_tools.sim import heapcal
 
 pytestmark = pytest.mark.virtual_only("a ballast held from boot needs the virtual boot ROM")
 
+# The controller's free heap on a Pico while it backs up, restores and lists
+# its catalog (issue 11 asks for 96 KiB; the landed firmware had 70.6 KB).
+MIN_FREE_PICO = 96 * 1024
+
 
 @pytest.mark.parametrize("role", ["controller", "backupdev"])
 def test_largest_ballast_and_running_free_are_the_picos(role):
@@ -15,20 +19,30 @@ def test_largest_ballast_and_running_free_are_the_picos(role):
     cfg["name"] = role
     tree = heapcal.flash_tree(cfg)
     heapsize, total = heapcal.heap_for(cfg, tree)
-    need = heapcal.need_unix(cfg, tree)
-    pico_ballast = heapcal.pico_headroom(role, need)
+    pico_ballast = heapcal.pico_headroom(role, heapcal.firmware_use(cfg, tree)["need"])
     board = heapcal.ProbeBoard(cfg, tree)  # its own board: the session's keeps its heap
     try:
-        ballast, status = board.largest_ballast(heapsize, total)
+        ballast, _ = board.largest_ballast(heapsize, total)
         idle = board.boot(heapsize)
     finally:
         board.close()
-    print("%s: starts with a %d KiB ballast (Pico estimate %.1f KiB); free running %d, Pico estimate %d"
-          % (role, ballast // 1024, pico_ballast / 1024, idle["mem_free"],
-             heapcal.pico_free(role, idle["mem_alloc"])))
-    assert 0.9 * pico_ballast <= ballast <= pico_ballast
     # Running: the Pico's free heap from the firmware's allocation and the
     # ratio measured on running boards, independent of the start-up fit.
     pico_free = heapcal.pico_free(role, idle["mem_alloc"])
-    assert 0.9 * pico_free <= idle["mem_free"] <= pico_free
+    print("%s: starts with a %d KiB ballast (Pico estimate %.1f KiB); free running %d, Pico estimate %d"
+          % (role, ballast // 1024, pico_ballast / 1024, idle["mem_free"], pico_free))
+    assert 0.9 * pico_ballast <= ballast <= pico_ballast
+    assert idle["mem_free"] <= pico_free
+    if role == "controller":  # the board whose heap is tight: its running figure must match as well
+        assert 0.9 * pico_free <= idle["mem_free"]
 
+def test_controller_heap_during_backup_restore_and_list_leaves_room_on_a_pico():
+    from host_tools.bench_heap import heap_figures
+    f = heap_figures()["controller"]  # its own pair: a table, a tape and volumes of its own
+    pico = {k: heapcal.pico_free("controller", f["mem_total"] - f[k])
+            for k in ("free_after_boot", "min_free_backup", "min_free_restore", "min_free_list")}
+    print("controller on a Pico (estimate): %s; largest block %d" % (
+        ", ".join("%s %.1f KiB" % (k, v / 1024) for k, v in pico.items()), f["largest_block"]))
+    assert f["largest_block"] >= 48 * 1024
+    for k in ("min_free_backup", "min_free_restore", "min_free_list"):
+        assert pico[k] >= MIN_FREE_PICO, k

@@ -14,10 +14,10 @@ from controller.cache import CHUNK, SLOTS
 async def _main():
     # The big buffers first, while the heap main.py held free is in one piece:
     # the link's rings and the backup engine's cache 70.
-    link = linkport.open()
+    link = linkport.connect()
     slots = [bytearray(CHUNK) for _ in range(SLOTS)]
     con = Console()
-    linkport.start(con)  # the link to the backup device (cable 14) and its `link ...` commands
+    linkport.start(con, link)  # the link to the backup device (cable 14) and its `link ...` commands
     rtc = DS3231(hal.i2c())
     vols = volcmd.install(con, rtc)  # the volume API, for the backup engine
     configflow.install(con, vols)  # loads table 100 (table100.current())

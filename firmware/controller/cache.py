@@ -7,7 +7,7 @@ import asyncio
 from micropython import const
 from devcmd import BLOCK_MAX as CHUNK  # one tape block, or 4 disk blocks, per link request
 
-SLOTS = const(4)  # WINDOW in flight and one being staged from the SD card
+SLOTS = const(3)  # WINDOW in flight and one being staged from the SD card
 
 
 class Cache:

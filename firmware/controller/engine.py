@@ -16,8 +16,8 @@ from ds3231 import from_seconds
 from controller.cache import Cache, CHUNK
 from controller.table140 import Table140, next_volume_name
 
-WINDOW = const(3)          # link WRITE requests in flight (< cache SLOTS): the link's 4 KiB
-                           # transmit ring holds about 2, the third keeps the wire busy
+WINDOW = const(2)          # link WRITE requests in flight (< cache SLOTS): the link's 4 KiB
+                           # transmit ring holds about 2 (a block and a frame) anyway
 CKPT_EVERY = const(32)     # catalog checkpoint every 32 chunks (64 KiB)
 MOUNT_TIMEOUT_MS = 120000  # 604/705: how long an operator has to mount a tape
 DISK_HDR_LBA = const(1)    # disk: LBA 0 is the disk's label, 1 our backup header

@@ -29,7 +29,7 @@ def pattern(buf, seed, i):
 
 def _b64(s):
     data = binascii.a2b_base64(s)
-    if not data or binascii.b2a_base64(data, False) != s.encode():
+    if not data or binascii.b2a_base64(data, newline=False) != s.encode():
         raise UsageError("data must be base64, e.g. aGVsbG8=")
     return data
 
@@ -188,7 +188,8 @@ def install(con, link):
             raise UsageError("maxlen must be 1-%d and count at least 1" % BLOCK_MAX)
         h = hashlib.sha256()
         n = nbytes = truncated = 0
-        stop = err = b64 = None
+        stop = b64 = None
+        err = None  # type: Exception | None
         t0 = time.ticks_ms()
         slowest = 0
         for _ in range(count):
@@ -212,7 +213,7 @@ def install(con, link):
             n += 1
             nbytes += len(data)
             if count == 1:
-                b64 = binascii.b2a_base64(data, False).decode()
+                b64 = binascii.b2a_base64(data, newline=False).decode()
             data = None  # let it go before the next READ allocates the next reply
         if err is not None and not n:
             raise err
@@ -233,7 +234,7 @@ def install(con, link):
         d = dev(args, 2, 3)
         data = await d.read_blocks(arg_int(args[1], "lba"), arg_int(args[2], "count") if len(args) > 2 else 1)
         return {"bytes": len(data), "sha256": binascii.hexlify(hashlib.sha256(data).digest()).decode(),
-                "data": binascii.b2a_base64(data, False).decode()}
+                "data": binascii.b2a_base64(data, newline=False).decode()}
 
     @cmd("link bwrite", "link bwrite ADDR LBA BASE64", "write whole disk blocks at LBA")
     async def _bwrite(args):

@@ -6,24 +6,20 @@ from link import Link
 from console import CmdError, UsageError
 from devcmd import PAYLOAD_MAX
 
-_link = None
 
-
-def open():
+def connect():
     # The UART link to the backup device board: its rings are allocated here.
-    global _link
-    _link = Link(hal.uart(0), payload_max=PAYLOAD_MAX, baud=hal.board()["uart0"]["baud"])
-    return _link
+    return Link(hal.uart(0), payload_max=PAYLOAD_MAX, baud=hal.board()["uart0"]["baud"])
 
 
-def start(con):
+def start(con, link):
     # Run the link and add the `link` command that loads the real ones.
-    _link.start()
+    link.start()
 
     @con.command("link", "link COMMAND ...", "device commands by hand, board to board (`link` lists them)")
     async def _first(args):
         from controller import linkdiag
-        linkdiag.install(con, _link)
+        linkdiag.install(con, link)
         del con._cmds["link"]  # the real `link ...` commands answer from now on
         (fn, usage, _), rest = con._find(["link"] + args)
         try:

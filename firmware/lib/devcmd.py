@@ -96,7 +96,7 @@ class SenseError(Exception):
     def __init__(self, key, asc, ascq, flags=0, info=0):
         super().__init__(key, asc, ascq)
         self.key, self.asc, self.ascq, self.flags, self.info = key, asc, ascq, flags, info
-        self.data = b""  # a READ's data that came with the sense (ILI)
+        self.data = b""  # type: bytes | memoryview  # a READ's data that came with the sense (ILI)
 
     @property
     def sense(self):
@@ -155,8 +155,8 @@ class Device:
         self.addr = addr
         self.timeout_ms = timeout_ms
 
-    async def _cmd(self, op, payload=b""):
-        status, reply = await self.link.request(self.addr, op, payload, timeout_ms=self.timeout_ms)
+    async def _cmd(self, op, payload=b"", head=b""):
+        status, reply = await self.link.request(self.addr, op, payload, timeout_ms=self.timeout_ms, head=head)
         if status == GOOD:
             return reply
         if status == CHECK:
@@ -240,4 +240,5 @@ class Device:
         return await self._cmd(READ_BLOCKS, struct.pack("<IH", lba, count))
 
     async def write_blocks(self, lba, data):
-        await self._cmd(WRITE_BLOCKS, struct.pack("<I", lba) + data)
+        # the LBA goes in front of the data in the link's ring: no 2 KiB copy per write
+        await self._cmd(WRITE_BLOCKS, data, struct.pack("<I", lba))

@@ -11,7 +11,7 @@ from console import CmdError, UsageError
 from version import VERSION
 
 _boot_ms = time.ticks_ms()
-sd_error = "not mounted"  # None once /sd is mounted; else why not (shown by `sd info`)
+sd_error = "not mounted"  # type: str | None  # None once /sd is mounted; else why not (`sd info`)
 
 
 def largest_block():
@@ -29,6 +29,31 @@ def largest_block():
             hi = mid
     gc.collect()
     return lo
+
+
+class _Watch:
+    # Live heap (after a collection) every `ms`: the lowest a backup or a
+    # restore brings it to, short of what happens between two samples.
+    task = None
+    min_free = samples = 0
+
+    def start(self, ms):
+        gc.collect()
+        self.min_free = gc.mem_free()
+        self.samples = 0
+        self.task = asyncio.create_task(self._sample(ms))
+
+    def stop(self):
+        if self.task:
+            self.task.cancel()
+            self.task = None
+
+    async def _sample(self, ms):
+        while True:
+            gc.collect()
+            self.min_free = min(self.min_free, gc.mem_free())
+            self.samples += 1
+            await asyncio.sleep_ms(ms)
 
 
 def mount_sd():
@@ -65,35 +90,23 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None):
             d.update(status())
         return d
 
-    watch = {"task": None, "min_free": 0, "samples": 0}
-
-    async def _sample(ms):
-        # Live heap (after a collection) every `ms`: the lowest a backup or a
-        # restore brings it to, short of what happens between two samples.
-        while True:
-            gc.collect()
-            watch["min_free"] = min(watch["min_free"], gc.mem_free())
-            watch["samples"] += 1
-            await asyncio.sleep_ms(ms)
+    watch = _Watch()
 
     @con.command("heap watch", "heap watch MS|off", "sample the free heap every MS ms (`heap min` tells the lowest)")
     def _watch(args):
         if len(args) != 1:
             raise UsageError("give a period in ms, or off")
-        if watch["task"]:
-            watch["task"].cancel()
-            watch["task"] = None
+        watch.stop()
         if args[0] != "off":
             ms = int(args[0]) if args[0].isdigit() else 0
             if not 10 <= ms <= 60000:
                 raise UsageError("the period must be 10-60000 ms")
-            gc.collect()
-            watch.update(min_free=gc.mem_free(), samples=0, task=asyncio.create_task(_sample(ms)))
-        return {"watching": watch["task"] is not None}
+            watch.start(ms)
+        return {"watching": watch.task is not None}
 
     @con.command("heap min", "heap min", "lowest free heap since `heap watch` started")
     def _min(args):
-        return {"min_free": watch["min_free"], "samples": watch["samples"], "mem_total": gc.mem_free() + gc.mem_alloc()}
+        return {"min_free": watch.min_free, "samples": watch.samples, "mem_total": gc.mem_free() + gc.mem_alloc()}
 
     @con.command("reboot", "reboot", "hard reset of the board")
     def _reboot(args):

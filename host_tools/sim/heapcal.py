@@ -73,7 +73,7 @@ RUN_RATIO = {r: v["unix_mem_alloc"] / (v["pico_mem_alloc"] - LANDED_RP2_ONLY)
 _PROBE_HEAPSIZE = "384k"
 # -X heapsize is the whole area; the GC keeps 3 bits of tables per 32-byte block.
 _TABLES = 32.375 / 32
-CACHE = os.path.join(ROOT, "build", "heapcal.json")
+CACHE = os.path.join(ROOT, "build", "heapcal2.json")
 VBOOT = os.path.join(ROOT, "host_tools", "vboard", "vboot.py")
 
 
@@ -96,9 +96,17 @@ def pico_free(role, mem_alloc_unix, pico_heap=PICO_HEAP):
     return pico_heap - mem_alloc_unix / RUN_RATIO[role] - rp2_only()
 
 
-def virtual_total(role, need_unix, pico_heap=PICO_HEAP):
-    """Heap total (mem_alloc + mem_free) the virtual board of `role` gets."""
-    return int(need_unix + pico_headroom(role, need_unix, pico_heap))
+def virtual_total(role, use, pico_heap=PICO_HEAP):
+    """Heap total (mem_alloc + mem_free) the virtual board of `role` gets, for
+    the firmware's measured use {"need": need_unix, "alloc": mem_alloc running}:
+    the smaller of the totals that give the Pico's headroom at start-up and the
+    Pico's free heap while running, so that neither is kinder than a Pico."""
+    need, alloc = use["need"], use["alloc"]
+    start = need + pico_headroom(role, need, pico_heap)
+    run = alloc + pico_free(role, alloc, pico_heap)
+    # need is measured to the bisection's 1 KiB step, up to 1 KiB above the
+    # truth: one step less keeps the virtual board's headroom under the Pico's.
+    return int(min(start, run)) - _KIB
 
 
 def heapsize_arg(total):
@@ -203,12 +211,14 @@ def flash_tree(cfg, mpy=True):
     return tree
 
 
-def measure_need(cfg, tree):
-    """need_unix of the firmware `tree` for the role of board file `cfg`."""
+def measure(cfg, tree):
+    """What the firmware `tree` uses here for the role of board file `cfg`:
+    {"need": heap total - largest ballast it starts with, "alloc": mem_alloc
+    of `status` right after boot}."""
     b = ProbeBoard(cfg, tree)
     try:
         ballast, s = b.largest_ballast(_PROBE_HEAPSIZE, 384 * _KIB)
-        return s["mem_alloc"] + s["mem_free"] - ballast
+        return {"need": s["mem_alloc"] + s["mem_free"] - ballast, "alloc": b.boot(_PROBE_HEAPSIZE)["mem_alloc"]}
     finally:
         b.close()
 
@@ -221,13 +231,13 @@ def _load_cache():
         return {}
 
 
-def need_unix(cfg, tree):
-    """need_unix for this firmware build and role, measured once per build."""
+def firmware_use(cfg, tree):
+    """measure() for this firmware build and role, once per build."""
     key = "%s-%s" % (cfg["role"], tree_hash(tree))
     cache = _load_cache()
     if key not in cache:
         cache = _load_cache()  # another process may have measured it meanwhile
-        cache[key] = measure_need(cfg, tree)
+        cache[key] = measure(cfg, tree)
         os.makedirs(os.path.dirname(CACHE), exist_ok=True)
         tmp = CACHE + ".%d" % os.getpid()
         with open(tmp, "w") as f:
@@ -240,5 +250,5 @@ def heap_for(cfg, tree):
     """(-X heapsize value, heap total) for a virtual board of cfg's role running `tree`."""
     from host_tools.sim.board import parse_size
     pico = parse_size(cfg.get("virtual", {}).get("heapsize", PICO_HEAP))  # the board file's Pico heap
-    total = virtual_total(cfg["role"], need_unix(cfg, tree), pico)
+    total = virtual_total(cfg["role"], firmware_use(cfg, tree), pico)
     return heapsize_arg(total), total
