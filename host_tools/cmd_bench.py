@@ -88,18 +88,22 @@ def zmodem_ratio(baud):
 
 
 def heap_rows(figures, out=print):
+    from host_tools.bench_heap import SAMPLE_MS, VOLUME_SIZE
     from host_tools.sim import heapcal
     out("heap on the calibrated virtual boards (bytes; Pico = estimate for a real Pico, host_tools/sim/heapcal.py)")
     out("%-10s  %15s  %13s  %15s  %16s  %13s" % ("role", "free after boot", "largest block", "min free backup",
                                                   "min free restore", "min free list"))
     for role, f in figures.items():
-        def pico(free):
+        def pico(free, role=role, f=f):
             return int(heapcal.pico_free(role, f["mem_total"] - free))
         out("%-10s  %15d  %13d  %15d  %16d  %13d" % (role, f["free_after_boot"], f["largest_block"],
                                                      f["min_free_backup"], f["min_free_restore"], f["min_free_list"]))
         out("%-10s  %15d  %13s  %15d  %16d  %13d" % ("  Pico", pico(f["free_after_boot"]), "",
                                                      pico(f["min_free_backup"]), pico(f["min_free_restore"]),
                                                      pico(f["min_free_list"])))
+    c = figures["controller"]
+    out("a %d KiB backup to the tape emulator took %.1f KiB/s, its restore %.1f KiB/s (mount and labels included, "
+        "heap sampled every %d ms)" % (VOLUME_SIZE // 1024, c["backup_kib_s"], c["restore_kib_s"], SAMPLE_MS))
 
 
 def run(a):
