@@ -46,3 +46,16 @@ def test_controller_heap_during_backup_restore_and_list_leaves_room_on_a_pico():
     assert f["largest_block"] >= 48 * 1024
     for k in ("min_free_backup", "min_free_restore", "min_free_list"):
         assert pico[k] >= MIN_FREE_PICO, k
+
+
+def test_commands_loaded_on_first_use_answer_like_the_others(controller):
+    # `link ...`, `backup ...`, `restore` and `verify` load their code on first
+    # use (lib/lazycmd.py): the first line gets the real command's answer.
+    for line, words in (("link", "link needs one of"), ("backup", "backup needs one of"),
+                        ("verify", "(usage: verify ID)"), ("backup show", "(usage: backup show ID)"),
+                        ("link tur 99", "address must be 0-15 (usage: link tur ADDR)")):
+        r = controller.call(line, check=False)
+        assert not r["ok"] and words in r["error"], (line, r)
+    text = controller.call("help")["text"]
+    assert "backup list [--last N]" in text and "link tur ADDR" in text
+    assert "backup COMMAND" not in text  # the stand-ins are gone

@@ -7,13 +7,14 @@ from console import Console
 from ds3231 import DS3231
 from version import VERSION
 from controller import volcmd, configflow, linkport
-from controller import catalog, engine, scheduler, backupcmd
+from controller import catalog, engine, scheduler
+import lazycmd
 from controller.cache import CHUNK, SLOTS
 
 
 async def _main():
-    # The big buffers first, while the heap main.py held free is in one piece:
-    # the link's rings and the backup engine's cache 70.
+    # The big buffers first, before the rest of the start-up scatters small
+    # objects: the link's rings and the backup engine's cache 70.
     link = linkport.connect()
     slots = [bytearray(CHUNK) for _ in range(SLOTS)]
     con = Console()
@@ -24,7 +25,14 @@ async def _main():
     cat = catalog.Catalog()
     eng = engine.Engine(con, link, vols, cat, vols.clock, slots)  # channel interface 41
     sp = scheduler.Scheduler(con, rtc, hal.rtc_int(), eng, cat)  # service processor 22, timer 130
-    backupcmd.install(con, eng, sp, vols, cat)
+
+    def backup_commands():  # backup run/list/show/status/table, restore, verify: loaded on first use
+        from controller import backupcmd
+        backupcmd.install(con, eng, sp, vols, cat)
+
+    lazycmd.lazy(con, {"backup": ("backup COMMAND ...", "run, list, show, status, table (`backup` lists them)"),
+                       "restore": ("restore ID [--to VOLUME] [--force]", "write backup ID back into a volume"),
+                       "verify": ("verify ID", "read backup ID back and check its SHA-256")}, backup_commands)
     system.install(con, "controller", rtc=rtc, on_rtc_set=sp.kick,
                    status=lambda: {"backup": eng.busy["id"] if eng.busy else None})
     asyncio.create_task(sp.timer())

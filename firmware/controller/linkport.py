@@ -2,8 +2,8 @@
 # and the `link ...` console commands, loaded on first use: their code
 # (controller/linkdiag.py) would otherwise hold heap all the time.
 import hal
+import lazycmd
 from link import Link
-from console import CmdError, UsageError
 from devcmd import PAYLOAD_MAX
 
 
@@ -13,17 +13,12 @@ def connect():
 
 
 def start(con, link):
-    # Run the link and add the `link` command that loads the real ones.
+    # Run the link and add the `link` commands.
     link.start()
 
-    @con.command("link", "link COMMAND ...", "device commands by hand, board to board (`link` lists them)")
-    async def _first(args):
+    def load():
         from controller import linkdiag
         linkdiag.install(con, link)
-        del con._cmds["link"]  # the real `link ...` commands answer from now on
-        (fn, usage, _), rest = con._find(["link"] + args)
-        try:
-            res = fn(rest)
-            return (await res) if hasattr(res, "send") else res
-        except UsageError as e:  # the command's own usage, not this stand-in's
-            raise CmdError("%s (usage: %s)" % (e, usage))
+
+    lazycmd.lazy(con, {"link": ("link COMMAND ...", "device commands by hand, board to board (`link` lists them)")},
+                 load)

@@ -12,28 +12,29 @@ The unix interpreter of a virtual board is a 64-bit build: objects holding
 pointers are twice their rp2 size and GC blocks are 32 bytes, not 16, while
 bytearray payloads (buffers, the ballast) are the same. So the firmware
 *needs* more heap there, by a ratio that depends on its mix of objects and
-buffers, and the free heap is what must match, not the total. Per role:
+buffers, and the free heap is what must match, not the total. The rp2 port's
+UART keeps its rx/tx rings in the GC heap (hal/rp2.py sizes them: rp2_only()),
+the unix port's pty in the kernel. Per role and firmware build, measured on a
+throwaway board with a generous heap (measure(), cached in build/heapcal2.json
+by the hash of the flashed tree, so the calibration follows the firmware as it
+grows or shrinks):
 
-    need_unix = heap total - largest ballast the role starts with (bisection,
-                1 KiB steps, on a fresh throwaway board with a generous heap)
-    need_pico = need_unix / RATIO[role]
-    virtual heap total = PICO_HEAP + need_unix - need_pico
+    need_unix  = heap total - largest ballast the role starts with (bisection, 1 KiB steps)
+    alloc_unix = mem_alloc of `status` right after boot
 
-so the virtual board keeps PICO_HEAP - need_pico free for ballast, buffers
-and growth: the headroom a Pico has with the same firmware. The rp2 port's
-UART keeps its rx/tx rings in the GC heap (hal/rp2.py sizes them), the unix
-port's pty in the kernel, so they are added on the Pico's side:
+and on a Pico (pico_headroom(), pico_free()):
 
-    need_pico = need_unix / RATIO[role] + rp2_only()
+    headroom   = PICO_HEAP - need_unix / RATIO[role] - rp2_only()
+    free       = PICO_HEAP - alloc_unix / RUN_RATIO[role] - rp2_only()
 
-RATIO[role] is need_unix / (need_pico - rings) fitted on the landed firmware,
-where both are measured: need_pico = PICO_HEAP - 48 KiB (controller) / 80 KiB
-(backupdev), the largest ballast that started (the lower bound of the Pico's
-headroom, so the virtual board is never kinder), with 8 KiB + 8 KiB rings. need_unix is measured again for every firmware
-build (cached in build/heapcal.json by the hash of the flashed tree), so the
-calibration follows the firmware as it grows or shrinks. Running free heap is
-then within 10 % of the Pico's, below it (hil_tests/test_heap.py checks it
-against the running ratio RUN_RATIO, measured as well: pico_free()).
+RATIO and RUN_RATIO are fitted on the landed firmware, where both ports were
+measured (LANDED; the Pico's headroom taken as the largest ballast that
+started, the lower bound, with 8 KiB + 8 KiB rings). The virtual board's heap
+total is the smaller of need_unix + headroom and alloc_unix + free, less the
+bisection's step (virtual_total()): neither its start-up headroom nor its
+free heap while running is larger than the Pico's; the one that binds is
+equal, the other lower (hil_tests/test_heap.py: within 10 % for the
+controller's both).
 
 Not modelled: fragmentation differs (32-byte blocks), the ratio of a firmware
 whose mix of objects and buffers changes a lot drifts from RATIO, and state on
