@@ -73,9 +73,10 @@ def mount_sd(path="/sd"):
 
 
 class _Console:
-    # sys.stdin.buffer.readinto() blocks until the whole buffer is full, so wait
-    # for the first byte through asyncio, then take only what poll() says is
-    # already there, one byte at a time.
+    # sys.stdin.buffer.readinto() blocks until the whole buffer is full and the
+    # rp2 port cannot say how much is buffered, so wait for the first byte
+    # through asyncio, then take one byte at a time while ipoll(0) says there
+    # is more: unlike poll(), it allocates no list per byte.
     def __init__(self):
         self._stream = asyncio.StreamReader(sys.stdin.buffer)
         self._poll = select.poll()
@@ -87,8 +88,14 @@ class _Console:
         await self._stream.readinto(one)
         buf[0] = one[0]
         n = 1
-        while n < len(buf) and self._poll.poll(0):
-            sys.stdin.buffer.readinto(one)  # type: ignore[union-attr]  # typed BinaryIO, which has no readinto
+        more = self._poll.ipoll
+        read = sys.stdin.buffer.readinto  # type: ignore[union-attr]  # typed BinaryIO, which has no readinto
+        while n < len(buf):
+            for _ in more(0):
+                break
+            else:
+                break  # nothing more buffered
+            read(one)
             buf[n] = one[0]
             n += 1
         return n
