@@ -110,10 +110,13 @@ def run(a):
     from host_tools.bench_heap import heap_figures
     from host_tools.bench_link import bench as raw_link
     if a.json:
+        import contextlib
         import json
+        import sys
         link = []
         for baud in a.baud or BAUDS:
-            raw = raw_link(baud, int(baud / 10 * SECONDS))
+            with contextlib.redirect_stdout(sys.stderr):  # raw_link prints its own line: stdout is the object
+                raw = raw_link(baud, int(baud / 10 * SECONDS))
             ratio, _nbytes, _peak = link_ratio(baud)
             link.append({"baud": baud, "link": raw["write_ratio"], "boards": ratio, "zmodem": zmodem_ratio(baud)})
         print(json.dumps({"link": link, "heap": heap_figures()}))
