@@ -25,9 +25,11 @@ MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 # --- rp2 HAL against the rp2 stubs -------------------------------------------------
 
 
-def test_rp2_hal_is_checked_and_passes_the_stub_check():
-    files = typecheck.hardware_files()
-    assert os.path.join(FIRMWARE, "hal", "rp2.py") in files
+def test_every_module_a_pico_runs_passes_the_stub_check():
+    files = typecheck.pico_files()
+    for f in ("hal/rp2.py", "main.py", "lib/link.py", "controller/engine.py", "backupdev/tape.py"):
+        assert os.path.join(FIRMWARE, f) in files
+    assert os.path.join(FIRMWARE, "hal", "unix.py") not in files  # the virtual board's own
     ok, out = typecheck.check(files)
     assert ok, out
 
@@ -48,6 +50,8 @@ def test_every_file_importing_machine_or_rp2_is_checked(tmp_path):
     (tmp_path / "c.py").write_text("import hal\nmachine = 1\n")
     found = typecheck.hardware_files(str(tmp_path))
     assert [os.path.basename(f) for f in found] == ["a.py", "b.py"]
+    (tmp_path / "d.py").write_text("import vboard_hw\n")
+    assert [os.path.basename(f) for f in typecheck.pico_files(str(tmp_path))] == ["a.py", "b.py", "c.py"]
 
 
 def test_rp2_hal_drives_the_pins_and_buses_from_board_json(tmp_path):
@@ -69,7 +73,7 @@ def test_rp2_hal_drives_the_pins_and_buses_from_board_json(tmp_path):
         probe.kill()
         probe.communicate()
     calls = hw["calls"]
-    assert ["UART", [0], {"baudrate": 921600, "tx": 0, "rx": 1, "txbuf": 8192, "rxbuf": 8192, "timeout": 0}] in calls
+    assert ["UART", [0], {"baudrate": 921600, "tx": 0, "rx": 1, "txbuf": 2048, "rxbuf": 4096, "timeout": 0}] in calls
     assert ["I2C", [0], {"sda": 4, "scl": 5, "freq": 400000}] in calls
     assert ["Pin", 3, 0, 1, None] in calls  # DS3231 INT: input with pull-up
     assert ["irq", 3, 4] in calls  # falling edge only

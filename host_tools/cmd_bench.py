@@ -19,6 +19,7 @@ def register(sub):
     p = sub.add_parser("bench", help="link throughput vs the wire's limit and vs ZMODEM (prints figures)",
                        description=__doc__)
     p.add_argument("--baud", type=int, action="append", help="line rate(s) to measure (default 115200 and 921600)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: {\"link\": [...], \"heap\": {role: ...}}")
     p.set_defaults(func=run)
 
 
@@ -109,8 +110,41 @@ def zmodem_ratio(baud):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def heap_rows(figures, out=print):
+    from host_tools.bench_heap import SAMPLE_MS, VOLUME_SIZE
+    from host_tools.sim import heapcal
+    out("heap on the calibrated virtual boards (bytes; Pico = estimate for a real Pico, host_tools/sim/heapcal.py)")
+    out("%-10s  %15s  %13s  %15s  %16s  %13s" % ("role", "free after boot", "largest block", "min free backup",
+                                                  "min free restore", "min free list"))
+    for role, f in figures.items():
+        def pico(free, role=role, f=f):
+            return int(heapcal.pico_free(role, f["mem_total"] - free))
+        out("%-10s  %15d  %13d  %15d  %16d  %13d" % (role, f["free_after_boot"], f["largest_block"],
+                                                     f["min_free_backup"], f["min_free_restore"], f["min_free_list"]))
+        out("%-10s  %15d  %13s  %15d  %16d  %13d" % ("  Pico", pico(f["free_after_boot"]), "",
+                                                     pico(f["min_free_backup"]), pico(f["min_free_restore"]),
+                                                     pico(f["min_free_list"])))
+    c = figures["controller"]
+    out("a %d KiB backup to the tape emulator took %.1f KiB/s, its restore %.1f KiB/s (mount and labels included, "
+        "heap sampled every %d ms)" % (VOLUME_SIZE // 1024, c["backup_kib_s"], c["restore_kib_s"], SAMPLE_MS))
+
+
 def run(a):
+    from host_tools.bench_heap import heap_figures
     from host_tools.bench_link import bench as raw_link
+    if a.json:
+        import contextlib
+        import json
+        import sys
+        link = []
+        for baud in a.baud or BAUDS:
+            with contextlib.redirect_stdout(sys.stderr):  # raw_link prints its own line: stdout is the object
+                raw = raw_link(baud, int(baud / 10 * SECONDS))
+            ratio, _nbytes, _peak = link_ratio(baud)
+            link.append({"baud": baud, "link": raw["write_ratio"], "boards": ratio, "zmodem": zmodem_ratio(baud)})
+        print(json.dumps({"link": link, "heap": heap_figures()}))
+        return 0
+    heap_rows(heap_figures())
     print("payload throughput / wire payload limit (baud/10 B/s), incompressible data, paced virtual wire")
     print("  link      two micropython peers (192k heap), the link protocol alone, write direction")
     print("  boards    controller `link write` -> tape emulator on the device board (SD writes included)")

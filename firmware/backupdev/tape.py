@@ -101,7 +101,7 @@ class Tape:
 
     def _get(self, n):
         self._i.seek(n * _REC)
-        if self._i.readinto(self._rv) != _REC:
+        if self._i.readinto(self._rv) != _REC:  # type: ignore[attr-defined]  # stubs: IO has no readinto
             raise SenseError(MEDIUM_ERROR, 0x11, 0)
         r = self._parse(self._r, n)
         if r is None:
@@ -117,7 +117,7 @@ class Tape:
         while size:
             k = min(size, len(buf))
             self._d.seek(off)
-            self._d.readinto(mv[:k])
+            self._d.readinto(mv[:k])  # type: ignore[attr-defined]  # stubs: IO has no readinto
             c = crc32(mv[:k], c)
             off += k
             size -= k
@@ -138,7 +138,7 @@ class Tape:
             lo = (hi - 1) & ~(_CHUNK - 1)
             k = hi - lo
             self._i.seek(lo)
-            self._i.readinto(mv[:k])
+            self._i.readinto(mv[:k])  # type: ignore[attr-defined]  # stubs: IO has no readinto
             if buf[:k] != store.ZEROS[:k]:
                 j = (hi - 1) // _REC
                 while j * _REC >= lo:
@@ -228,7 +228,7 @@ class Tape:
         if size > len(dst):
             raise SenseError(MEDIUM_ERROR, 0x11, 0)
         self._d.seek(off)
-        self._d.readinto(dst[:size])
+        self._d.readinto(dst[:size])  # type: ignore[attr-defined]  # stubs: IO has no readinto
         if crc32(dst[:size]) != dcrc:
             raise SenseError(MEDIUM_ERROR, 0x11, 0)
         self.pos, self.off = p + 1, off + size

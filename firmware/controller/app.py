@@ -8,8 +8,10 @@ import supervisor
 from console import Console
 from ds3231 import DS3231
 from version import VERSION
-from controller import volcmd, configflow, linkdiag
-from controller import catalog, engine, scheduler, backupcmd
+from controller import volcmd, configflow, linkport
+from controller import catalog, engine, scheduler
+import lazycmd
+from controller.cache import CHUNK, SLOTS
 
 # Check-in deadlines of the long-lived tasks (the watchdog is fed only while
 # none is missed); each waits in supervisor.wait(), which checks in at half of it.
@@ -19,16 +21,27 @@ _RUNNER_MS = const(10000)
 
 
 async def _main():
+    # The big buffers first, before the rest of the start-up scatters small
+    # objects: the link's rings and the backup engine's cache 70.
+    link = linkport.connect()
+    slots = [bytearray(CHUNK) for _ in range(SLOTS)]
     con = Console()
-    linkdiag.start(con)  # the link to the backup device (cable 14); first, while its buffers fit in one piece
+    linkport.start(con, link)  # the link to the backup device (cable 14) and its `link ...` commands
     supervisor.install(con)  # task errors on the console, the watchdog fed
     rtc = DS3231(hal.i2c())
     vols = volcmd.install(con, rtc)  # the volume API, for the backup engine
     configflow.install(con, vols, busy=lambda: eng.lock.locked())  # loads table 100 (table100.current())
     cat = catalog.Catalog()
-    eng = engine.Engine(con, linkdiag.get_link(), vols, cat, vols.clock)  # channel interface 41
+    eng = engine.Engine(con, link, vols, cat, vols.clock, slots)  # channel interface 41
     sp = scheduler.Scheduler(con, rtc, hal.rtc_int(), eng, cat)  # service processor 22, timer 130
-    backupcmd.install(con, eng, sp, vols, cat)
+
+    def backup_commands():  # backup run/list/show/status/table, restore, verify: loaded on first use
+        from controller import backupcmd
+        backupcmd.install(con, eng, sp, vols, cat)
+
+    lazycmd.lazy(con, {"backup": ("backup COMMAND ...", "run, list, show, status, table (`backup` lists them)"),
+                       "restore": ("restore ID [--to VOLUME] [--force]", "write backup ID back into a volume"),
+                       "verify": ("verify ID", "read backup ID back and check its SHA-256")}, backup_commands)
     system.install(con, "controller", rtc=rtc, on_rtc_set=sp.kick,
                    status=lambda: dict(sp.state(), backup=eng.busy["id"] if eng.busy else None),
                    needs_sd="volumes, backups, restores and the schedule (timer 130)")

@@ -1,13 +1,19 @@
 # Console commands of the backup engine, scheduler, catalog, restore and verify.
 import isotime
 from console import CmdError, UsageError, arg_int, opts
+from lazycmd import packed
 from ds3231 import from_seconds
 from controller.engine import BackupError
-from controller.restore import Restorer
 
 
 LIST_LAST = 10  # runs `backup list` shows unless told otherwise
 _LIST_KEYS = ("id", "entry", "volume", "tapes", "start", "end", "state", "bytes", "sha256", "reason")
+
+
+def _restorer():
+    # restore.py is loaded by the first restore or verify, not by backups
+    from controller.restore import Restorer
+    return Restorer
 
 
 def _iso(t):
@@ -15,7 +21,6 @@ def _iso(t):
 
 
 def install(con, engine, sched, vols, catalog):
-    restorer = Restorer(con, engine)
 
     def newer(v, rec):
         # Volume v changed after backup rec read it (JP 6-168080's guard). The
@@ -130,6 +135,7 @@ def install(con, engine, sched, vols, catalog):
                 raise CmdError("%s changed at %s, after backup %d ended at %s: restoring would lose newer data; "
                                "add --force to do it anyway" % (name, _iso(target.updated), rec["id"],
                                                                 _iso(rec["end"])))
+        restorer = packed(_restorer)(con, engine)
         try:
             sha = await restorer.run(rec, target)
         except BackupError as e:

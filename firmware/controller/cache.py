@@ -8,7 +8,7 @@ from micropython import const
 import supervisor
 from devcmd import BLOCK_MAX as CHUNK  # one tape block, or 4 disk blocks, per link request
 
-SLOTS = const(6)
+SLOTS = const(3)  # WINDOW in flight and one being staged from the SD card
 _DEADLINE_MS = const(60000)  # the stager waits for the link to free a slot: it retries for less
 
 

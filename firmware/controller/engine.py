@@ -13,10 +13,11 @@ import isotime
 from devcmd import Device, SenseError
 from link import LinkError, LinkReset
 from ds3231 import from_seconds
-from controller.cache import Cache, CHUNK, SLOTS
+from controller.cache import Cache, CHUNK
 from controller.table140 import Table140, next_volume_name
 
-WINDOW = const(6)          # link WRITE requests in flight (<= cache SLOTS): keeps the wire busy
+WINDOW = const(2)          # link WRITE requests in flight (< cache SLOTS): the link's 4 KiB
+                           # transmit ring holds about 2 (a block and a frame) anyway
 CKPT_EVERY = const(32)     # catalog checkpoint every 32 chunks (64 KiB)
 MOUNT_TIMEOUT_MS = 120000  # 604/705: how long an operator has to mount a tape
 DISK_HDR_LBA = const(1)    # disk: LBA 0 is the disk's label, 1 our backup header
@@ -46,7 +47,7 @@ def _sense(e):
 
 
 class Engine:
-    def __init__(self, con, link, vols, catalog, clock):
+    def __init__(self, con, link, vols, catalog, clock, slots):
         self.con = con
         self.link = link
         self.vols = vols
@@ -54,8 +55,7 @@ class Engine:
         self.clock = clock            # () -> seconds since 2000 (DS3231)
         self.tables = {}              # device address -> Table140
         self.busy = None              # run record of the backup in progress
-        # cache 70, allocated once at boot while the heap is still in one piece
-        self.slots = [bytearray(CHUNK) for _ in range(SLOTS)]
+        self.slots = slots            # cache 70: SLOTS CHUNK-sized buffers (controller/app.py)
         self.lock = asyncio.Lock()    # one backup or restore at a time on this channel
 
     async def wait_link(self, timeout_ms):

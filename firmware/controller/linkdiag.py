@@ -1,32 +1,17 @@
-# The controller's end of the link (cable 14) and its `link ...` console
-# commands: every device command by hand, board to board. Bulk writes make
-# their data here (`--pattern`), so the console is not the bottleneck.
-# The backup engine uses the same Link (get_link()) and devcmd.Device.
+# The controller's `link ...` console commands: every device command by hand,
+# board to board, on the link controller/linkport.py opened. Loaded on the
+# first `link` command (linkport), as nobody needs them to run backups. Bulk
+# writes make their data here (`--pattern`), so the console is not the bottleneck.
 import time
 import asyncio
 from micropython import const
 import hashlib
 import binascii
-import hal
-from link import Link, LinkError
+from link import LinkError
 from console import CmdError, UsageError, opts, arg_int
 from devcmd import Device, SenseError, ILI, PAYLOAD_MAX, BLOCK_MAX
 
-_link = None
 WINDOW = const(4)  # pipelined WRITEs of `link write --pattern`
-
-
-def get_link():
-    return _link
-
-
-def start(con):
-    # Open the UART link to the backup device board and add the commands.
-    global _link
-    _link = Link(hal.uart(0), payload_max=PAYLOAD_MAX, baud=hal.board()["uart0"]["baud"])
-    _link.start()
-    install(con, _link)
-    return _link
 
 
 def pattern(buf, seed, i):
@@ -44,7 +29,7 @@ def pattern(buf, seed, i):
 
 def _b64(s):
     data = binascii.a2b_base64(s)
-    if not data or binascii.b2a_base64(data, False) != s.encode():
+    if not data or binascii.b2a_base64(data, newline=False) != s.encode():
         raise UsageError("data must be base64, e.g. aGVsbG8=")
     return data
 
@@ -203,7 +188,8 @@ def install(con, link):
             raise UsageError("maxlen must be 1-%d and count at least 1" % BLOCK_MAX)
         h = hashlib.sha256()
         n = nbytes = truncated = 0
-        stop = err = b64 = None
+        stop = b64 = None
+        err = None  # type: Exception | None
         t0 = time.ticks_ms()
         slowest = 0
         for _ in range(count):
@@ -227,7 +213,7 @@ def install(con, link):
             n += 1
             nbytes += len(data)
             if count == 1:
-                b64 = binascii.b2a_base64(data, False).decode()
+                b64 = binascii.b2a_base64(data, newline=False).decode()
             data = None  # let it go before the next READ allocates the next reply
         if err is not None and not n:
             raise err
@@ -248,7 +234,7 @@ def install(con, link):
         d = dev(args, 2, 3)
         data = await d.read_blocks(arg_int(args[1], "lba"), arg_int(args[2], "count") if len(args) > 2 else 1)
         return {"bytes": len(data), "sha256": binascii.hexlify(hashlib.sha256(data).digest()).decode(),
-                "data": binascii.b2a_base64(data, False).decode()}
+                "data": binascii.b2a_base64(data, newline=False).decode()}
 
     @cmd("link bwrite", "link bwrite ADDR LBA BASE64", "write whole disk blocks at LBA")
     async def _bwrite(args):

@@ -24,6 +24,7 @@ class Restorer:
             dev = Device(eng.link, rec["address"])
             t = Table140(rec["address"])
             h = hashlib.sha256()
+            buf = eng.slots[0]  # the backup cache's, free while this holds the engine's lock
             size = rec["bytes"]
             total = (size + CHUNK - 1) // CHUNK
             i = 0
@@ -40,7 +41,7 @@ class Restorer:
                 per = CHUNK // bsize
                 while i < total:
                     n = min(CHUNK, size - i * CHUNK)
-                    data = await dev.read_blocks(DISK_DATA_LBA + i * per, (n + bsize - 1) // bsize)
+                    data = await dev.read_blocks(DISK_DATA_LBA + i * per, (n + bsize - 1) // bsize, buf)
                     i = self._take(h, target, i, memoryview(data)[:n], total, progress_every, rec)
                     await asyncio.sleep_ms(0)
             else:
@@ -57,7 +58,7 @@ class Restorer:
                     await self._tape_header(dev, sec, rec)  # leaves the tape after the header's tapemark
                     while True:
                         try:
-                            data = await dev.read(CHUNK)
+                            data = await dev.read(CHUNK, buf)
                         except SenseError as e:
                             if e.filemark:
                                 break

@@ -30,7 +30,8 @@ BLOCK_SIZES = (512, 1024)  # a block fits one console line as base64
 _SLOT = const(512)
 _HDRS = const(1024)  # the two header slots
 _DATA = const(4096)  # block 0: cluster-aligned
-_CHUNK = const(4096)  # zero fill and SHA-256 go in pieces this big, yielding between them
+_CHUNK = const(2048)  # zero fill and SHA-256 go in pieces this big, yielding between them; the
+                      # store keeps one such buffer for good, so it is no bigger than a cache slot
 # magic, format, state, block size, block count, created, updated, sequence, name; CRC-32 follows
 _HDR = "<4sBBHIIII6s"
 _HDR_LEN = const(30)

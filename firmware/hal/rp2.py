@@ -13,8 +13,11 @@ from micropython import const
 
 NAME = "rp2"
 
-# Two 4 KiB link frames: the wire keeps running while asyncio is busy elsewhere.
-_UART_BUF = const(8192)
+# The receive ring holds 44 ms of the wire at 921600 baud while asyncio is busy
+# elsewhere; transmit needs little, as the link keeps every frame it sent until
+# acknowledged in its own ring (lib/link.py), and its writes wait for room.
+_UART_RXBUF = const(4096)
+_UART_TXBUF = const(2048)
 # Longest period the RP2040 watchdog can count.
 _WDT_MAX_MS = const(8388)
 
@@ -29,8 +32,8 @@ def uart(n):
         baudrate=c["baud"],
         tx=machine.Pin(c["tx"]),
         rx=machine.Pin(c["rx"]),
-        txbuf=_UART_BUF,
-        rxbuf=_UART_BUF,
+        txbuf=_UART_TXBUF,
+        rxbuf=_UART_RXBUF,
         timeout=0,
     )
 
@@ -93,9 +96,10 @@ def mount_sd(path="/sd"):
 
 
 class _Console:
-    # sys.stdin.buffer.readinto() blocks until the whole buffer is full, so wait
-    # for the first byte through asyncio, then take only what poll() says is
-    # already there, one byte at a time.
+    # sys.stdin.buffer.readinto() blocks until the whole buffer is full and the
+    # rp2 port cannot say how much is buffered, so wait for the first byte
+    # through asyncio, then take one byte at a time while ipoll(0) says there
+    # is more: unlike poll(), it allocates no list per byte.
     def __init__(self):
         self._stream = asyncio.StreamReader(sys.stdin.buffer)
         self._poll = select.poll()
@@ -107,8 +111,14 @@ class _Console:
         await self._stream.readinto(one)
         buf[0] = one[0]
         n = 1
-        while n < len(buf) and self._poll.poll(0):
-            sys.stdin.buffer.readinto(one)  # type: ignore[union-attr]  # typed BinaryIO, which has no readinto
+        more = self._poll.ipoll
+        read = sys.stdin.buffer.readinto  # type: ignore[union-attr]  # typed BinaryIO, which has no readinto
+        while n < len(buf):
+            for _ in more(0):
+                break
+            else:
+                break  # nothing more buffered
+            read(one)
             buf[n] = one[0]
             n += 1
         return n

@@ -107,7 +107,8 @@ class Console:
             d["ok"] = True
             if rid is not None:
                 d["id"] = rid
-            self._write(json.dumps(d) + "\n")
+            self._write(json.dumps(d))  # a long reply (`backup list`) is not copied again for its newline
+            self._write("\n")
         else:
             if isinstance(result, dict):
                 text = result.pop("text", None)

@@ -96,7 +96,7 @@ class SenseError(Exception):
     def __init__(self, key, asc, ascq, flags=0, info=0):
         super().__init__(key, asc, ascq)
         self.key, self.asc, self.ascq, self.flags, self.info = key, asc, ascq, flags, info
-        self.data = b""  # a READ's data that came with the sense (ILI)
+        self.data = b""  # type: bytes | memoryview  # a READ's data that came with the sense (ILI)
 
     @property
     def sense(self):
@@ -155,8 +155,10 @@ class Device:
         self.addr = addr
         self.timeout_ms = timeout_ms
 
-    async def _cmd(self, op, payload=b""):
-        status, reply = await self.link.request(self.addr, op, payload, timeout_ms=self.timeout_ms)
+    async def _cmd(self, op, payload=b"", head=b"", into=None):
+        # into: a buffer for the reply (a memoryview of it is returned), for bulk reads
+        status, reply = await self.link.request(self.addr, op, payload, timeout_ms=self.timeout_ms, head=head,
+                                                into=into)
         if status == GOOD:
             return reply
         if status == CHECK:
@@ -217,10 +219,11 @@ class Device:
     async def write_filemarks(self, n=1):
         return await self._cmd_flag(WRITE_FILEMARKS, struct.pack("<I", n))
 
-    async def read(self, maxlen):
+    async def read(self, maxlen, into=None):
         # One block. A filemark, end of data or a block longer than maxlen
-        # raise SenseError (.filemark, .eod; .data holds a truncated block).
-        return await self._cmd(READ, struct.pack("<I", maxlen))
+        # raise SenseError (.filemark, .eod; .data holds a truncated block;
+        # with `into` shorter than maxlen + SENSE_LEN that block is a LinkError).
+        return await self._cmd(READ, struct.pack("<I", maxlen), into=into)
 
     async def space(self, count, filemarks=True):
         await self._cmd(SPACE, struct.pack("<Bi", SPACE_FILEMARKS if filemarks else SPACE_BLOCKS, count))
@@ -236,8 +239,9 @@ class Device:
     async def capacity(self):
         return unpack("<II", await self._cmd(READ_CAPACITY), failure)  # (blocks, block size)
 
-    async def read_blocks(self, lba, count=1):
-        return await self._cmd(READ_BLOCKS, struct.pack("<IH", lba, count))
+    async def read_blocks(self, lba, count=1, into=None):
+        return await self._cmd(READ_BLOCKS, struct.pack("<IH", lba, count), into=into)
 
     async def write_blocks(self, lba, data):
-        await self._cmd(WRITE_BLOCKS, struct.pack("<I", lba) + data)
+        # the LBA goes in front of the data in the link's ring: no 2 KiB copy per write
+        await self._cmd(WRITE_BLOCKS, data, struct.pack("<I", lba))

@@ -9,7 +9,7 @@ try:
     from micropython import const
 except ImportError:  # CPython: only the frame codec is used there (fuzzing)
 
-    def const(x):
+    def const(x):  # type: ignore[misc]  # the stubs' const is generic
         return x
 
 
@@ -18,7 +18,7 @@ try:
     from time import ticks_ms, ticks_diff, ticks_add
     import supervisor
 except ImportError:  # CPython
-    asyncio = None
+    asyncio = None  # type: ignore[assignment]
 
 SYNC = b"\xa5\x3c"
 HDR = const(12)  # sync(2) kind|addr(1) tx(1) echo(1) seq(2) ack(2) len(2) hck(1)
@@ -188,7 +188,7 @@ class Link:
         self._rb = memoryview(bytearray(r))  # received, not yet consumed
         self._fb = bytearray(OVH + max(frame_max, _ACKH + 4 * _SACKN, 14))
         self._fv = memoryview(self._fb)
-        self._mb = memoryview(bytearray(payload_max))  # request being served
+        self._mb = None  # request being served: allocated by serve(), as only a server needs it
         self._th = bytearray(MSGH)
         self._rh = bytearray(MSGH)
         self._rhv = memoryview(self._rh)
@@ -229,6 +229,7 @@ class Link:
         # async handler(addr, op, payload) -> (status, payload); payload is a
         # memoryview valid until the handler returns. One request at a time.
         self._handler = handler
+        self._mb = memoryview(bytearray(self.payload_max))
         self._tasks.append(supervisor.start("link serve", self._serve))
 
     def stop(self):
@@ -251,10 +252,11 @@ class Link:
         d["frame"] = self._frag
         return d
 
-    async def request(self, addr, op, payload=b"", timeout_ms=5000, into=None):
+    async def request(self, addr, op, payload=b"", timeout_ms=5000, into=None, head=b""):
         # -> (status, response payload). With `into` (a writable buffer) the
         # payload is copied there and returned as a memoryview: no allocation.
-        if len(payload) > self._pmax() or not 0 <= addr <= 15:
+        # head: bytes sent in front of payload (an LBA), saving the caller a copy.
+        if len(head) + len(payload) > self._pmax() or not 0 <= addr <= 15:
             raise ValueError("payload too large or bad address")
         if len(self._pend) > 250:
             raise LinkError("too many requests")
@@ -270,7 +272,7 @@ class Link:
         p = [asyncio.Event(), None, None, into]
         self._pend[t] = p
         try:
-            await self._send(REQ, addr, t, op, payload, self._epoch, deadline)
+            await self._send(REQ, addr, t, op, payload, self._epoch, deadline, head)
             await self._wait(p[0], deadline)
         finally:
             self._pend.pop(t, None)
@@ -298,8 +300,8 @@ class Link:
             raise LinkTimeout("no response in time")
         raise LinkDown("link down")
 
-    async def _send(self, typ, addr, tag, code, payload, epoch, deadline):
-        n = len(payload)
+    async def _send(self, typ, addr, tag, code, payload, epoch, deadline, head=b""):
+        n = len(head) + len(payload)
         need = MSGH + n
         # FIFO: messages enter the stream in the order request() was called, so a
         # writer pipelining WRITEs keeps its blocks in order (the lock is fair).
@@ -314,7 +316,9 @@ class Link:
         e = self._end
         struct.pack_into("<HBBB", self._th, 0, n, typ << 4 | addr, tag, code)
         _rput(self._tb, e, self._th)
-        _rput(self._tb, e + MSGH, memoryview(payload))
+        if head:
+            _rput(self._tb, e + MSGH, head)
+        _rput(self._tb, e + MSGH + len(head), memoryview(payload))
         self._end = (e + need) & 0xFFFF
         self._mends.append((self._end, addr))
         self._st["tx_bytes"] += n
@@ -339,7 +343,7 @@ class Link:
             if ta >> 4 == REQ:
                 if self._req is not None or self._handler is None:
                     return  # served one at a time; the rest waits in the ring
-                _rget(rb, body, self._mb[:n])
+                _rget(rb, body, self._mb[:n])  # type: ignore[index]  # a handler means serve() made _mb
                 self._req = (ta & 15, tag, code, n, self._epoch)
                 self._req_ev.set()
             else:
@@ -362,9 +366,9 @@ class Link:
         while True:
             await self._req_ev.wait()
             self._req_ev.clear()
-            addr, tag, op, n, ep = self._req
+            addr, tag, op, n, ep = self._req  # type: ignore[misc]  # set with the event
             try:
-                st, out = await self._handler(addr, op, self._mb[:n])
+                st, out = await self._handler(addr, op, self._mb[:n])  # type: ignore[misc,index]  # serve() set both
                 if len(out) > self._pmax():
                     raise ValueError("response too large")
             except Exception as e:  # the requester gets the error, the server lives on

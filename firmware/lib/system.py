@@ -11,6 +11,7 @@ import isotime
 import supervisor
 from micropython import const
 from console import CmdError, UsageError, arg_int
+import lazycmd
 from version import VERSION
 
 _boot_ms = time.ticks_ms()
@@ -19,6 +20,23 @@ sd_error = "not mounted"  # None once /sd is mounted; else why not (shown by `sd
 sd_ready = asyncio.Event()  # set while /sd is mounted: tasks that need the card wait on it
 _sd = None  # the card's driver while mounted
 _on_mount = []  # what re-reads the card after each mount (volumes, catalog, ...)
+
+
+def largest_block():
+    # The largest bytearray the heap can give now (to 64 bytes), by bisection:
+    # what a big buffer could still get, which mem_free alone does not say.
+    # Synchronous, so no task allocates in between; each try is garbage at once.
+    gc.collect()
+    lo, hi = 0, gc.mem_free() + 1
+    while hi - lo > 64:
+        mid = (lo + hi) // 2
+        try:
+            bytearray(mid)
+            lo = mid
+        except MemoryError:
+            hi = mid
+    gc.collect()
+    return lo
 
 
 def mount_sd():
@@ -113,7 +131,7 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None, needs_sd=""):
     def _status(args):
         gc.collect()
         d = {"role": role, "uptime_s": time.ticks_diff(time.ticks_ms(), _boot_ms) // 1000,
-             "mem_free": gc.mem_free(), "mem_alloc": gc.mem_alloc(),
+             "mem_free": gc.mem_free(), "mem_alloc": gc.mem_alloc(), "largest_block": largest_block(),
              "sd": "mounted" if sd_error is None else "missing: " + sd_error,
              "reset_cause": hal.reset_cause(), "task_errors": supervisor.errors()}
         if sd_error is not None:
@@ -123,6 +141,13 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None, needs_sd=""):
         if status:
             d.update(status())
         return d
+
+    def heap_commands():
+        import heapcmd
+        heapcmd.install(con)
+
+    lazycmd.lazy(con, {"heap": ("heap watch MS|off / heap min", "the lowest free heap while something runs")},
+                 heap_commands)
 
     @con.command("reboot", "reboot", "hard reset of the board")
     def _reboot(args):

@@ -18,26 +18,11 @@ import time
 import tty
 
 from host_tools import ROOT
-from host_tools.build import FIRMWARE_DIRS, deploy_tree, load_board
+from host_tools.build import FIRMWARE_DIRS, load_board
+from host_tools.sim import heapcal
 from host_tools.vboard import flashimg, hwfaults
 
 VBOARD = os.path.join(ROOT, "host_tools", "vboard")
-
-# The board file gives the Pico's heap (192k). The unix interpreter is a 64-bit
-# build: every object holding pointers is twice the size it is on the 32-bit
-# RP2040, so the same firmware needs more heap here. Measured on this firmware:
-# the controller's modules are 60 KB of .mpy and take 129 KB of heap once
-# imported on the 64-bit build; on a Pico they take about the .mpy size plus a
-# third; buffers (bytearrays) are the same size on both. 2x is the upper bound
-# of that growth: the virtual board never runs out of heap where a Pico would
-# not, and the HIL suite checks the free heap on real boards.
-HEAP_SCALE_64BIT = 2.0
-
-
-def heap_arg(heapsize):
-    """-X heapsize value for the Pico heap `heapsize` ("192k")."""
-    return "%dk" % (parse_size(heapsize) * HEAP_SCALE_64BIT // 1024)
-
 
 def micropython_exe():
     import sys
@@ -89,6 +74,7 @@ class VirtualBoard:
         self._grace = 0.0  # the REPL grace period feeds the watchdog until then (monotonic)
         self._raw_repl = False  # the board shows the raw REPL (mpremote is driving it)
         self._last_in = b""
+        self.heap = None  # (-X heapsize, heap total) for the flashed firmware
         self._log = open(os.path.join(state_dir, name + ".log"), "ab", buffering=0) \
             if os.path.isdir(state_dir) else None
 
@@ -124,8 +110,8 @@ class VirtualBoard:
         board file's [virtual] mpy = false (the Pico's heap cannot compile it all)."""
         if mpy is None:
             mpy = self.cfg.get("virtual", {}).get("mpy", True)
-        tree = deploy_tree(self.cfg["role"], mpy=mpy)
-        tree["board.json"] = json.dumps(self.cfg, sort_keys=True).encode()
+        tree = heapcal.flash_tree(self.cfg, mpy=mpy)
+        self.heap = None  # another firmware: its heap is calibrated again
         return flashimg.write_tree(os.path.join(self.dir, "flash.img"), tree, owned=FIRMWARE_DIRS)
 
     # --- injected faults of the board's parts (SD card, DS3231) ---------------
@@ -174,9 +160,13 @@ class VirtualBoard:
                 os.setsid()
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-            heap = heap_arg(self.cfg.get("virtual", {}).get("heapsize", "192k"))
+            if self.heap is None:
+                # The Pico's heap plus what this firmware needs more on the
+                # 64-bit interpreter: the calibration in heapcal.py.
+                self.heap = heapcal.heap_for(
+                    self.cfg, heapcal.flash_tree(self.cfg, self.cfg.get("virtual", {}).get("mpy", True)))
             self.proc = subprocess.Popen(
-                [micropython_exe(), "-X", "heapsize=" + heap, "-i", os.path.join(VBOARD, "vboot.py"), self.dir]
+                [micropython_exe(), "-X", "heapsize=" + self.heap[0], "-i", os.path.join(VBOARD, "vboot.py"), self.dir]
                 + (["--no-main"] if soft else []),
                 stdin=slave, stdout=slave, stderr=slave, preexec_fn=child, cwd=self.dir, close_fds=True)
             os.close(slave)
