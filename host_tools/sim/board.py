@@ -235,11 +235,16 @@ class VirtualBoard:
         to_board = b""
         to_user = b""
         ctl_buf = b""
+        detached_until = 0.0
         while not self._stop:
             self._close_retired()  # the previous iteration is done with them
             with self._lock:
                 inner, proc = self._inner, self.proc
-            rl = [self._outer, self._ctl] + ([inner] if inner is not None and len(to_user) < 65536 else [])
+            # A console nobody holds reads as EIO at once, every time: look at it
+            # only now and then, or this loop spins a core while no user is attached.
+            attached = time.monotonic() >= detached_until
+            rl = ([self._outer] if attached else []) + [self._ctl] \
+                + ([inner] if inner is not None and len(to_user) < 65536 else [])
             wl = ([inner] if inner is not None and to_board else []) + ([self._outer] if to_user else [])
             try:
                 r, w, _ = select.select(rl, wl, [], 0.05)
@@ -254,8 +259,8 @@ class VirtualBoard:
                             self._raw_repl = False
                     if inner is not None:
                         to_board += data
-                except OSError:
-                    pass  # EIO: no user attached
+                except OSError:  # EIO: no user attached
+                    detached_until = time.monotonic() + 0.05
             if inner is not None and inner in r:
                 try:
                     data = os.read(inner, 65536)
