@@ -337,6 +337,11 @@ def test_config_commit_during_a_backup_is_refused_and_the_table_stays(rig):
 ARM_SCRIPT = r"""
 import sys, json
 sys.path[:0] = [ROOT + "/firmware", ROOT + "/firmware/lib", ROOT + "/host_tools/vboard"]
+import asyncio
+class _System:  # what the scheduler takes from lib/system.py, which needs a board: the card is in
+    sd_ready = asyncio.Event()
+_System.sd_ready.set()
+sys.modules["system"] = _System
 from ds3231 import DS3231
 from ds3231_model import DS3231Model
 from ds3231 import to_seconds
@@ -401,6 +406,10 @@ RESUME_SCRIPT = r"""
 import sys, json
 sys.path[:0] = [ROOT + "/firmware", ROOT + "/firmware/lib"]
 import asyncio
+class _System:  # what the scheduler takes from lib/system.py, which needs a board: the card is in
+    sd_ready = asyncio.Event()
+_System.sd_ready.set()
+sys.modules["system"] = _System
 from controller import scheduler
 
 class Con:
