@@ -10,19 +10,22 @@ SIZE = 4096  # bytes the file always has: faults are padded with spaces
 
 
 class FaultFile:
+    # Read on every SD command and I2C transfer, inside the board's own heap:
+    # it must not allocate, or the models would eat heap a Pico's firmware has.
     def __init__(self, path):
         self._f = open(path, "rb")
-        self._raw = b""
+        self._buf = bytearray(SIZE)
+        self._last = bytearray(SIZE)
         self._state = {}
 
     def get(self, part):
         """The current faults of `part` (a dict, empty when none)."""
         self._f.seek(0)
-        raw = self._f.read(SIZE)
-        if raw != self._raw:
+        self._f.readinto(self._buf)
+        if self._buf != self._last:
             try:
-                self._state = json.loads(raw) if raw.strip() else {}
-                self._raw = raw
+                self._state = json.loads(bytes(self._buf)) if bytes(self._buf).strip() else {}
+                self._buf, self._last = self._last, self._buf
             except ValueError:
                 pass  # read while the daemon rewrote it: keep the last good state
         return self._state.get(part) or {}
