@@ -47,10 +47,10 @@ async def run(sd, kib):
         sd.crc = crc
     from sdspi import crc16
     mv = memoryview(buf)[:512]
-    t0 = ticks_us()
+    u0 = ticks_us()
     for _ in range(16):
         crc16(mv)
-    per = ticks_diff(ticks_us(), t0) // 16
+    per = ticks_diff(ticks_us(), u0) // 16
     total = n * _CHUNK
     return {"kib": kib, "write_kib_s": _kib_s(total, w), "read_kib_s": _kib_s(total, r),
             "driver_read_kib_s": _kib_s(total, raw[True]), "driver_read_nocrc_kib_s": _kib_s(total, raw[False]),

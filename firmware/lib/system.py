@@ -16,7 +16,7 @@ from version import VERSION
 
 _boot_ms = time.ticks_ms()
 _RETRY_MS = const(3000)  # a missing or failed card is looked at this often
-sd_error = "not mounted"  # None once /sd is mounted; else why not (shown by `sd info`)
+sd_error = "not mounted"  # type: str | None  # None once /sd is mounted; else why not (shown by `sd info`)
 sd_ready = asyncio.Event()  # set while /sd is mounted: tasks that need the card wait on it
 _sd = None  # the card's driver while mounted
 _on_mount = []  # what re-reads the card after each mount (volumes, catalog, ...)
@@ -82,7 +82,7 @@ async def _sd_watch(con):
     while True:
         await asyncio.sleep_ms(_RETRY_MS)
         supervisor.checkin("sd")
-        if sd_error is None:
+        if sd_error is None and _sd is not None:  # mounted (the second test only tells the type checker)
             if _sd.error is None:
                 try:
                     _sd.status()  # an idle card is still there?
@@ -191,7 +191,7 @@ def install(con, role, rtc=None, status=None, on_rtc_set=None, needs_sd=""):
 
     @con.command("sd info", "sd info", "SD card size and free space")
     def _sd_info(args):
-        if sd_error is not None:
+        if sd_error is not None or _sd is None:
             raise CmdError("no SD card: %s; not running: %s" % (sd_error, needs_sd))
         st = os.statvfs("/sd")
         return {"block_size": st[0], "blocks": st[2], "free_blocks": st[3],
