@@ -148,10 +148,7 @@ class Rig:
         return runs.rtc_now(self.ctl)
 
     def trust_clock(self):
-        """A DS3231 never set since its power-on (a new virtual board) has OSF
-        set, and no backup starts on it: set it to the host's time then."""
-        if self.ctl.call("rtc get")["lost_power"]:
-            self.ctl.call("rtc set " + iso(datetime.datetime.now(datetime.timezone.utc)))
+        runs.trust_clock(self.ctl)
 
     def next_start(self, key, after=None):
         """The next time (by the DS3231) that the daily start of entry `key` comes."""
