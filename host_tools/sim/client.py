@@ -63,6 +63,9 @@ def up(state_dir, baud=921600, boards=None, timeout=30):
     if running(state_dir):
         return call(state_dir, "status")
     os.makedirs(state_dir, exist_ok=True)
+    from host_tools.sim import heapcal
+    from host_tools.sim.daemon import BOARDS
+    heapcal.warm(boards or {b: b for b in BOARDS})  # here: the daemon must come up within `timeout`
     args = [sys.executable, "-m", "host_tools.sim.daemon", state_dir, "--baud", str(baud)]
     for name, bf in (boards or {}).items():
         args += ["--board", "%s=%s" % (name, bf)]

@@ -160,8 +160,11 @@ class ProbeBoard:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline and proc.poll() is None:
-                if b"Traceback" in out or out.endswith(b">>> "):
-                    return None  # the firmware died (MemoryError) and left the REPL
+                if b"Traceback" in out or out.endswith(b">>> ") or b"MemoryError" in out \
+                        or b"out of memory" in out:
+                    # died and left the REPL, or runs on with a task failing for
+                    # want of heap (the supervisor restarts it, for ever)
+                    return None
                 for line in out.split(b"\n")[:-1]:
                     if line.startswith(b"{") and b'"ok": true' in line:
                         return json.loads(line)
@@ -245,6 +248,21 @@ def firmware_use(cfg, tree):
             json.dump(cache, f, indent=1, sort_keys=True)
         os.replace(tmp, CACHE)
     return cache[key]
+
+
+def warm(board_files):
+    """Measure every board {name: board file} whose firmware build has no
+    calibration yet, before a daemon starts them (a minute or two per role)."""
+    import sys
+    from host_tools.build import load_board
+    for name, bf in board_files.items():
+        cfg = load_board(bf)
+        cfg["name"] = name
+        tree = flash_tree(cfg, cfg.get("virtual", {}).get("mpy", True))
+        if "%s-%s" % (cfg["role"], tree_hash(tree)) not in _load_cache():
+            print("calibrating the virtual %s's heap for this firmware build (once per build)..." % name,
+                  file=sys.stderr, flush=True)
+            firmware_use(cfg, tree)
 
 
 def heap_for(cfg, tree):
