@@ -8,7 +8,7 @@
 # at boot, for the scheduler.
 import hal
 import lazycmd
-import table_rules
+import tablebase
 from controller import table100
 
 
@@ -16,9 +16,10 @@ def install(con, store, busy=None):
     """Loads table 100 at boot (213) and adds the config commands. store: the
     VolumeStore, whose volumes step 208 checks table 100 against. busy: () -> a
     backup or restore is running (a commit would reboot the board under it)."""
-    uarts = [c for c in table_rules.CHANNELS if c in hal.board()]
+    uarts = [c for c in tablebase.CHANNELS if c in hal.board()]
 
     def check(table):
+        import table_rules  # loaded at boot (table100.boot) and by the config commands only
         return table_rules.check(table, store.names(), uarts)
 
     res = table100.boot(check)
