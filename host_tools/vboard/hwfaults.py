@@ -12,14 +12,19 @@ SIZE = 4096  # bytes the file always has: faults are padded with spaces
 class FaultFile:
     def __init__(self, path):
         self._f = open(path, "rb")
+        # Read into one buffer for good: the SD card model asks at every command,
+        # and a fresh 4 KiB object each time would be heap a Pico never spends,
+        # in one piece (it once failed a backup on a fragmented virtual heap).
+        self._buf = bytearray(SIZE)
         self._raw = b""
         self._state = {}
 
     def get(self, part):
         """The current faults of `part` (a dict, empty when none)."""
         self._f.seek(0)
-        raw = self._f.read(SIZE)
-        if raw != self._raw:
+        self._f.readinto(self._buf)  # the file always holds SIZE bytes
+        if self._buf != self._raw:  # compared in place: a copy only when the faults changed
+            raw = bytes(self._buf)
             try:
                 self._state = json.loads(raw) if raw.strip() else {}
                 self._raw = raw
