@@ -20,6 +20,7 @@ from host_tools.sim import client
 SAMPLE_MS = 20
 VOLUME_SIZE = 256 * 1024  # the backup measured on the Picos (issue 11)
 LIST_RUNS = 40  # catalog runs before `backup list`: a long catalog
+LIST_LAST = 25  # the runs it lists (the reply's rows are built at once, the reply is streamed)
 ROLES = ("controller", "backupdev")
 
 
@@ -64,6 +65,7 @@ def measure(cons):
                                            "device_volume": tape, "start": "03:33:33"},
                                           {"volume": small, "channel": "uart0", "address": nodev,
                                            "device_volume": "HPZ001", "start": "04:44:44"}]})
+    ctl.call("rtc set 2026-12-01T00:00:00")  # a fresh board's DS3231 has lost its time (OSF): no backup starts
     cmd_config.load(ctl, table, out=io.StringIO())
     ctl.sync()
     runs.trust_clock(ctl)  # a new board's DS3231 has OSF set: nothing starts on it
@@ -85,8 +87,9 @@ def measure(cons):
         ctl.call("backup run 1")
         _end(ctl, since, ("backup_ended_normally", "backup_ended_abnormally"), 120)
     _watch(cons)
-    if ctl.call("backup list")["count"] < LIST_RUNS:  # the newest 10: one reply is built in one piece
-        raise RuntimeError("the catalog holds fewer than %d runs" % LIST_RUNS)
+    listed = ctl.call("backup list --last %d" % LIST_LAST)
+    if listed["count"] < LIST_RUNS or len(listed["backups"]) != LIST_LAST:
+        raise RuntimeError("backup list --last %d of %d runs gave %d" % (LIST_LAST, listed["count"], len(listed["backups"])))
     listing = _mins(cons)
     for role, con in cons.items():
         con.call("heap watch off")

@@ -1,5 +1,6 @@
 # Storage controller (storage device 20): console, volumes on the SD card,
 # configuration table 100, scheduler (timer 130) and backup engine (table 140).
+import gc
 import asyncio
 from micropython import const
 import hal
@@ -23,6 +24,11 @@ _RUNNER_MS = const(10000)
 async def _main():
     # The big buffers first, before the rest of the start-up scatters small
     # objects: the link's rings and the backup engine's cache 70.
+    # Start-up collects every 4 KiB, as main.py does while importing: the
+    # garbage of loading table 100 (table_rules.py, the JSON) and of scanning
+    # the card is collected before long-lived objects land above it, so that
+    # they pack at the bottom and the heap left over is one piece.
+    gc.threshold(4096)
     link = linkport.connect()
     slots = [bytearray(CHUNK) for _ in range(SLOTS)]
     con = Console()
@@ -48,6 +54,7 @@ async def _main():
     supervisor.start("scheduler", sp.timer, _SCHEDULER_MS)
     supervisor.start("runner", sp.runner, _RUNNER_MS)
     con.event("boot", role="controller", version=VERSION, reset_cause=hal.reset_cause())
+    gc.threshold(-1)
     await supervisor.start("console", con.run, _CONSOLE_MS)
 
 

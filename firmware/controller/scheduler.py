@@ -10,7 +10,7 @@ from micropython import const
 import atomic
 import supervisor
 import system
-import table_rules
+import tablebase
 from isotime import days_in_month
 from ds3231 import to_seconds, from_seconds
 from controller import table100
@@ -25,7 +25,7 @@ _CHECK_MS = const(30000)  # an idle scheduler reads the DS3231 this often
 
 def next_start(start, now):
     """First time (seconds since 2000) after `now` matching start time 124."""
-    kind, hh, mm, ss, day = table_rules.parse_start(start)
+    kind, hh, mm, ss, day = tablebase.parse_start(start)
     tod = hh * 3600 + mm * 60 + ss
     if kind == "hourly":
         t = now - now % 3600 + mm * 60 + ss
@@ -170,7 +170,7 @@ class Scheduler:
             if not self.due:
                 break
             first = min(self.due, key=lambda i: (self.due[i], i))
-            kind, hh, mm, ss, day = table_rules.parse_start(entries[first]["start"])
+            kind, hh, mm, ss, day = tablebase.parse_start(entries[first]["start"])
             self.rtc.set_alarm1(kind, hour=hh, minute=mm, second=ss, day=day)
             self.rtc.enable_alarm1_int(True)
             now = self.now()

@@ -15,19 +15,20 @@
 #       {"channel_flag": 102, "catch_up": bool, "volumes": {"count": 110, "names": [101]},
 #        "backup": [{"volume": 120, "channel": 121, "address": 122,
 #                    "device_volume": 123, "start": 124}, ...]}
-#     table_rules.EMPTY when no table was ever loaded.
-#   table_rules.parse_start(entry["start"]) -> (kind, hour, minute, second, day),
+#     tablebase.EMPTY when no table was ever loaded.
+#   tablebase.parse_start(entry["start"]) -> (kind, hour, minute, second, day),
 #     the arguments of DS3231.set_alarm1.
 import os
+import sys
 import hashlib
 from binascii import hexlify
-import table_rules
+import tablebase
 
 PATH = "/table100.json"
 _NEW = "/table100.new"
 _PENDING = "/table100.pending"
 
-_current = table_rules.EMPTY
+_current = tablebase.EMPTY
 _boot = None  # what this boot did about table 100 (step 213), for `config show`
 
 
@@ -46,7 +47,7 @@ def current():
 
 
 def sha256(table):
-    return hexlify(hashlib.sha256(table_rules.canonical_json(table).encode()).digest()).decode()
+    return hexlify(hashlib.sha256(tablebase.canonical_json(table).encode()).digest()).decode()
 
 
 def boot_result():
@@ -77,6 +78,16 @@ def boot(check):
     """213, at boot: apply a pending table if check(table) passes, then load the
     table in force. check applies the rules with the board's facts and raises
     TableError. Returns boot_result()."""
+    # The rules of a whole table (lib/table_rules.py) are loaded for this and
+    # dropped again: while it runs the controller needs only lib/tablebase.py.
+    import table_rules
+    try:
+        return _apply(check, table_rules)
+    finally:
+        sys.modules.pop("table_rules", None)
+
+
+def _apply(check, table_rules):
     global _current, _boot
     if _exists(_NEW):  # a load cut short before its verify (210): never in force
         _remove(_NEW)

@@ -23,7 +23,7 @@ import hashlib
 from binascii import crc32
 from micropython import const
 from console import CmdError
-import table_rules
+import tablebase
 
 DIR = "/sd/vol"
 BLOCK_SIZES = (512, 1024)  # a block fits one console line as base64
@@ -49,7 +49,7 @@ def check_name(name):
     # the rule is shared with table 100 (101, 120), which names volumes too;
     # it also keeps path separators and dots out of file names
     try:
-        table_rules.check_name(name)
+        tablebase.check_name(name)
     except ValueError as e:
         raise VolumeError("volume name: %s" % e)
 
@@ -172,7 +172,7 @@ class VolumeStore:
         check_name(name)
         if name in self._vols:
             raise VolumeError("volume %s exists already" % name)
-        if len(self._vols) >= table_rules.MAX_VOLUMES:
+        if len(self._vols) >= tablebase.MAX_VOLUMES:
             raise VolumeError("there are %d volumes already, the most a controller holds" % len(self._vols))
         if block_size not in BLOCK_SIZES:
             raise VolumeError("block size must be one of %s" % ", ".join(str(b) for b in BLOCK_SIZES))

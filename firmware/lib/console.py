@@ -107,7 +107,7 @@ class Console:
             d["ok"] = True
             if rid is not None:
                 d["id"] = rid
-            self._write(json.dumps(d))  # a long reply (`backup list`) is not copied again for its newline
+            json.dump(d, self._out)  # streamed: a long reply (`backup list`) is never one string
             self._write("\n")
         else:
             if isinstance(result, dict):
@@ -139,10 +139,11 @@ class Console:
         raise CmdError("unknown command %r; type help" % words[0])
 
     async def execute(self, line):
+        # line: any buffer (the console's read buffer itself), decoded at once
         rid = None
         try:
             try:
-                text = line.decode("utf-8")
+                text = str(line, "utf-8")
             except UnicodeError:
                 raise CmdError("line is not UTF-8 text")
             words = text.split()
@@ -175,7 +176,7 @@ class Console:
         cin = hal.console_in()
         buf = bytearray(_LINE_MAX)  # a whole line per read: far fewer passes for long lines
         mv = memoryview(buf)
-        line = bytearray()
+        line = bytearray()  # a line begun in an earlier read (or being edited)
         overflow = False
         prev = 0  # last terminator seen, so that "\r\n" ends one line, not two
         self._prompt()
@@ -183,41 +184,46 @@ class Console:
             supervisor.pause("console")  # waiting for a person is not being stuck
             got = await cin.readinto(buf)
             supervisor.checkin("console")
-            chunk = bytes(mv[:got])
             # A person's terminal sends edit keys and needs an echo; a host tool
-            # (machine mode) sends whole lines and reads replies only.
-            edits = not self.json and (8 in chunk or 127 in chunk or 21 in chunk)
+            # (machine mode) sends whole lines and reads replies only. A line
+            # read whole is run from the read buffer itself, not copied.
+            edits = not self.json and (buf.find(b"\x08", 0, got) >= 0 or buf.find(b"\x7f", 0, got) >= 0
+                                       or buf.find(b"\x15", 0, got) >= 0)
             if not self.json and not edits:
-                self._echo(chunk.replace(b"\r", b"\r\n"))
+                self._echo(bytes(mv[:got]).replace(b"\r", b"\r\n"))
             start = 0
             while start < got:
-                eol = _eol(chunk, start)
-                piece = chunk[start:eol]
+                eol = _eol(buf, start, got)
+                piece = mv[start:eol]
                 if edits and not overflow:
                     self._echo(_edit(line, piece))
-                    piece = b""
+                    piece = mv[0:0]
                 if len(line) + len(piece) > _LINE_MAX:
                     overflow = True
                     line = bytearray()
-                elif not overflow:
-                    line.extend(piece)
                 if eol == got:
+                    if not overflow:
+                        line.extend(piece)  # the line goes on in the next read
                     break
-                term = chunk[eol]
+                term = buf[eol]
                 if edits:
                     self._write("\r\n" if term == 13 else "\n")
                 start = eol + 1
-                if not line and not overflow and prev == 13 and term == 10:
+                if not line and not len(piece) and not overflow and prev == 13 and term == 10:
                     prev = 0
                     continue
                 prev = term
                 if overflow:
                     self._error(None, "line too long (max %d bytes)" % _LINE_MAX)
                 else:
+                    if line:  # begun in an earlier read
+                        line.extend(piece)
+                        piece = line
                     supervisor.pause("console")  # a long command's own tasks answer for it
-                    await self.execute(bytes(line))
+                    await self.execute(piece)  # decoded before its first await: buf is not read into meanwhile
                     supervisor.checkin("console")
-                line = bytearray()
+                if line:
+                    line = bytearray()
                 overflow = False
                 self._prompt()
 
@@ -244,9 +250,9 @@ def _edit(line, piece):
     return echo
 
 
-def _eol(chunk, start):
-    a = chunk.find(b"\r", start)
-    b = chunk.find(b"\n", start)
+def _eol(buf, start, end):
+    a = buf.find(b"\r", start, end)
+    b = buf.find(b"\n", start, end)
     if a < 0:
-        return len(chunk) if b < 0 else b
+        return end if b < 0 else b
     return a if b < 0 or a < b else b

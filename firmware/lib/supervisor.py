@@ -149,9 +149,9 @@ async def _feed():
 
 
 def install(con):
-    """Report task errors on `con`, feed the watchdog, add `selftest watchdog`."""
+    """Report task errors on `con`, feed the watchdog, add `selftest ...`."""
     import hal
-    from console import CmdError
+    import lazycmd
 
     global event
     event = con.event
@@ -160,18 +160,24 @@ def install(con):
     hal.repl_grace(0)  # the firmware feeds from now on
     start("watchdog", _feed)
 
-    @con.command("selftest watchdog", "selftest watchdog",
-                 "stop feeding the watchdog: the board must reset within 9 s")
-    def _selftest(args):
-        global _feeding
-        _feeding = False
-        return {"text": "watchdog no longer fed: the board resets within %d ms" % _settings().get("timeout_ms", _WDT_MS),
-                "feeding": False}
+    def selftests():  # loaded on first use: a board never runs them on its own
+        import selftest
+        selftest.install(con)
 
-    @con.command("selftest task", "selftest task NAME",
-                 "make a task fail once: it is reported and restarted")
-    def _selftest_task(args):
-        if len(args) != 1 or args[0] not in _tasks:
-            raise CmdError("selftest task needs one of: %s" % ", ".join(sorted(_tasks)))
-        _fail.append(args[0])
-        return {"text": "task %s fails at its next check-in" % args[0], "task": args[0]}
+    lazycmd.lazy(con, {"selftest": ("selftest COMMAND ...", "watchdog, task: make the supervision act (`selftest` lists them)")},
+                 selftests)
+
+
+def stop_feeding():
+    """`selftest watchdog`: the watchdog is fed no more; returns its period (ms)."""
+    global _feeding
+    _feeding = False
+    return _settings().get("timeout_ms", _WDT_MS)
+
+
+def fail_once(name):
+    """`selftest task`: task `name` fails at its next check-in. Returns the task
+    names if there is no such task, else None."""
+    if name not in _tasks:
+        return sorted(_tasks)
+    _fail.append(name)

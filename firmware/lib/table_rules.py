@@ -4,21 +4,12 @@
 # host and the board can never disagree. Plain Python only: no micropython,
 # typing or dataclasses imports. The schema is documented in board_configs/TABLE.md.
 import json
-
-MAX_VOLUMES = 16  # volumes on one controller, so item 101 is bounded too
-MAX_ENTRIES = 16  # backup information 103: at most one entry per volume
-MAX_TABLE_BYTES = 8192  # the table as JSON on the wire and in flash
-CHANNELS = ("uart0", "uart1")  # bit n of flag 102 is channel interface uartN
-MAX_ADDRESS = 15  # device address 122 on one channel
-WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")  # 0 = Monday, as the DS3231 driver
+from tablebase import (MAX_VOLUMES, MAX_ENTRIES, MAX_TABLE_BYTES, CHANNELS, MAX_ADDRESS, WEEKDAYS,  # noqa: F401
+                       EMPTY, check_name, parse_start, canonical_json, _show)
 
 _TOP_KEYS = ("backup", "catch_up", "channel_flag", "volumes")
 _VOLUME_KEYS = ("count", "names")
 _ENTRY_KEYS = ("address", "channel", "device_volume", "start", "volume")
-_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-_NAME_RULE = "use exactly 6 characters A-Z and 0-9, e.g. VOL001"
-
-EMPTY = {"backup": [], "catch_up": False, "channel_flag": 0, "volumes": {"count": 0, "names": []}}
 
 
 class TableError(ValueError):
@@ -28,44 +19,6 @@ class TableError(ValueError):
         super().__init__("%s: %s" % (field, reason))
         self.field = field
         self.reason = reason
-
-
-def check_name(name):
-    """Volume names (101, 120) and backup device volume names (123): a volume
-    serial such as VOL001 or SSC001. Raises ValueError with the rule."""
-    if not isinstance(name, str) or len(name) != 6 or [c for c in name if c not in _NAME_CHARS]:
-        raise ValueError("bad name %s: %s" % (_show(name), _NAME_RULE))
-    return name
-
-
-def parse_start(s):
-    """Backup start time 124 -> (kind, hour, minute, second, day), the arguments
-    of DS3231.set_alarm1. Forms: "HH:MM:SS" daily, "*:MM:SS" hourly,
-    "MON HH:MM:SS" weekly (day = weekday, 0 = Monday), "D HH:MM:SS" monthly
-    (day = date 1-31; a date a month lacks is skipped that month)."""
-    if not isinstance(s, str):
-        raise ValueError('must be a quoted string such as "02:00:00", got %s' % _show(s))
-    words = s.split(" ")
-    if len(words) > 2 or "" in words:
-        raise ValueError("bad start time %r: use HH:MM:SS, *:MM:SS, MON HH:MM:SS or D HH:MM:SS" % s)
-    parts = words[-1].split(":")
-    if len(parts) != 3 or [p for p in parts if len(p) != 2 and p != "*"]:
-        raise ValueError("bad start time %r: the time of day is HH:MM:SS (two digits each) or *:MM:SS" % s)
-    hour = None if parts[0] == "*" else _digits(parts[0], 0, 23, "hour", s)
-    minute = _digits(parts[1], 0, 59, "minute", s)
-    second = _digits(parts[2], 0, 59, "second", s)
-    if hour is None:
-        if len(words) == 2:
-            raise ValueError("bad start time %r: the hourly form *:MM:SS takes no day" % s)
-        return ("hourly", 0, minute, second, None)
-    if len(words) == 1:
-        return ("daily", hour, minute, second, None)
-    day = words[0]
-    if day in WEEKDAYS:
-        return ("weekly", hour, minute, second, WEEKDAYS.index(day))
-    if len(day) <= 2:
-        return ("monthly", hour, minute, second, _digits(day, 1, 31, "day of month", s))
-    raise ValueError("bad start time %r: the day is MON..SUN (weekly) or 1-31 (monthly)" % s)
 
 
 def parse(data):
@@ -125,27 +78,7 @@ def check(table, volumes=None, uarts=None):
             "volumes": {"count": len(names), "names": names}}
 
 
-def canonical_json(obj):
-    """One byte-exact JSON text per table (sorted keys, no spaces) on both
-    interpreters, so its SHA-256 identifies a table."""
-    if isinstance(obj, dict):
-        return "{" + ",".join(json.dumps(k) + ":" + canonical_json(obj[k]) for k in sorted(obj)) + "}"
-    if isinstance(obj, list):
-        return "[" + ",".join(canonical_json(v) for v in obj) + "]"
-    return json.dumps(obj)
-
-
 # --- helpers -----------------------------------------------------------------
-
-def _show(v):
-    if isinstance(v, str):
-        return repr(v)
-    if isinstance(v, bool) or v is None:
-        return json.dumps(v)
-    if isinstance(v, (int, float)):
-        return str(v)
-    return "a " + ("list" if isinstance(v, list) else "table" if isinstance(v, dict) else "value")
-
 
 def _known(d, keys, where):
     for k in d:
@@ -159,15 +92,6 @@ def _int(v, lo, hi, field, rule):
         raise TableError(field, "must be a whole number, got %s" % _show(v))
     if not lo <= v <= hi:
         raise TableError(field, "%d is out of range %d-%d (%s)" % (v, lo, hi, rule))
-    return v
-
-
-def _digits(p, lo, hi, what, s):
-    if not p or [c for c in p if c not in "0123456789"]:
-        raise ValueError("bad start time %r: the %s %r is not a number" % (s, what, p))
-    v = int(p)
-    if not lo <= v <= hi:
-        raise ValueError("bad start time %r: %s %d is out of range %d-%d" % (s, what, v, lo, hi))
     return v
 
 
