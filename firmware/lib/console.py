@@ -218,7 +218,7 @@ class Console:
                 else:
                     if line:  # begun in an earlier read
                         line.extend(piece)
-                        piece = line
+                        piece = line  # type: ignore[assignment]  # execute() takes either buffer
                     supervisor.pause("console")  # a long command's own tasks answer for it
                     await self.execute(piece)  # decoded before its first await: buf is not read into meanwhile
                     supervisor.checkin("console")

@@ -34,12 +34,13 @@ def install(con, rtc, on_rtc_set, needs_sd):
 
     @con.command("sd info", "sd info", "SD card size and free space")
     def _sd_info(args):
-        if system.sd_error is not None:
+        sd = system._sd
+        if system.sd_error is not None or sd is None:  # (the second test tells the type checker)
             raise CmdError("no SD card: %s; not running: %s" % (system.sd_error, needs_sd))
         st = os.statvfs("/sd")
         return {"block_size": st[0], "blocks": st[2], "free_blocks": st[3],
                 "total_bytes": st[0] * st[2], "free_bytes": st[0] * st[3],
-                "card_sectors": system._sd.sectors, "crc": system._sd.crc, "last_error": system._sd.error}
+                "card_sectors": sd.sectors, "crc": sd.crc, "last_error": sd.error}
 
     @con.command("sd bench", "sd bench [KIB]", "SD read/write KiB/s (a scratch file) and the driver's CRC cost")
     async def _sd_bench(args):
