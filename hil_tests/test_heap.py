@@ -9,10 +9,10 @@ from host_tools.sim import heapcal
 pytestmark = pytest.mark.virtual_only("a ballast held from boot needs the virtual boot ROM")
 
 # The controller's free heap on a Pico while it backs up, restores and lists
-# its catalog must not fall below what it reached: 82.4 KiB estimated (the
-# landed firmware had 70.6 KB). Issue 11 asks for 96 KiB, not reached yet:
-# `make bench` prints the figures against that goal.
-MIN_FREE_PICO = 80 * 1024
+# its catalog must not fall below what it reached, 81-83 KiB estimated, less
+# run-to-run noise (the landed firmware had 70.6 KB). Issue 11 asks for 96 KiB,
+# not reached yet: `make bench` prints the figures against that goal.
+MIN_FREE_PICO = 78 * 1024
 
 
 @pytest.mark.parametrize("role", ["controller", "backupdev"])
