@@ -222,7 +222,10 @@ def gen_case(rnd):
                 b[bit >> 3] ^= 1 << (bit & 7)
             out += b
         elif what == 3:  # cut short
-            out += raw[:rnd.randrange(len(raw))]
+            # the byte after the cut is never the one cut off: garbage that
+            # happened to start with it would complete the frame (1 in 256)
+            k = rnd.randrange(len(raw))
+            out += raw[:k] + bytes((raw[k] ^ 0xFF,))
         elif what == 4:  # correct CRCs but longer than the receiver's frames
             out += frame(*f[:6], bytes(rnd.randint(FMAX + 1, 2 * FMAX)))
         else:  # garbage, with sync bytes sprinkled in
