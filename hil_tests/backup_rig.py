@@ -8,6 +8,7 @@ Everything is built through the firmware consoles and put back afterwards
 on virtual boards the DS3231's time), because the board pair is shared with
 the rest of the suite. Names are unique per run: a 3-letter tag in each."""
 import base64
+import contextlib
 import datetime
 import hashlib
 import io
@@ -226,6 +227,63 @@ class Operator:
             line = a(vol) if callable(a) else a
             if line:
                 self.dev.call(line)
+
+
+@contextlib.contextmanager
+def rig_session(request, sim, tmp):
+    """A Rig on the session's boards for one test module: mount policy auto, an
+    empty drive, a tape library at r.lib and a trusted clock; everything the
+    module changed (table 100, volumes, devices, cartridges, disks, mount
+    settings, faults, power, the DS3231's time) is put back afterwards."""
+    from hil_tests.plugin import open_console
+    ctl = open_console(request, sim, "controller", Console, timeout=30)
+    dev = open_console(request, sim, "backupdev", Console, timeout=30)
+    r = Rig(ctl, dev, sim)
+    r.tmp = tmp
+    table_before = ctl.call("config show")
+    dev_before = {d["addr"]: d["device"] for d in dev.call("dev list")["devices"]}
+    st = dev.call("status")
+    r.trust_clock()
+    rtc0, mono0 = r.rtc(), time.monotonic()
+    try:
+        dev.call("mount policy auto")
+        dev.call("mount delay 100")
+        r.empty_drive()
+        lib = [a for a, spec in dev_before.items() if spec == "library"]
+        r.lib = lib[0] if lib else free_addresses(dev, 1)[0]
+        if not lib:
+            r.set_dev(r.lib, "library")
+        yield r
+    finally:
+        if sim is not None:  # a test that failed half way may have left a fault or a board off
+            sim.rtc("clear")
+            sim.power("controller", "on")
+            sim.power("backupdev", "on")
+        ctl.sync()
+        dev.sync()
+        dev.call("mount cancel", check=False)
+        r.empty_drive()
+        dev.call("mount policy %s" % st["policy"])
+        dev.call("mount delay %d" % st["mount_delay_ms"])
+        if ctl.call("config show")["sha256"] != table_before["sha256"]:
+            r.load_table(table_rules.check(table_before["table"]))
+        for v in r.volumes:
+            ctl.call("vol delete %s --yes" % v, check=False)
+        now = {d["addr"]: d["device"] for d in dev.call("dev list")["devices"]}
+        for a in sorted(set(now) | set(dev_before)):
+            if a not in dev_before or now.get(a) != dev_before[a]:
+                dev.call("dev remove %d" % a, check=False)
+        for a, spec in sorted(dev_before.items()):
+            if now.get(a) != spec:
+                dev.call("dev set %d %s" % (a, spec))
+        for t in r.tapes:
+            dev.call("tape delete %s --yes" % t, check=False)
+        for d in r.disks:
+            dev.call("disk delete %s --yes" % d, check=False)
+        if sim is not None:  # the DS3231 as if no test had set it
+            ctl.call("rtc set " + iso(rtc0 + datetime.timedelta(seconds=round(time.monotonic() - mono0))))
+        ctl.close()
+        dev.close()
 
 
 def free_addresses(dev, n, avoid=()):

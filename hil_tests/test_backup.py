@@ -22,10 +22,8 @@ import time
 
 import pytest
 
-from host_tools.cmd_config import table_rules
 from host_tools.console import ConsoleError
-from hil_tests.plugin import open_console
-from hil_tests.backup_rig import (Console, Operator, OddDevice, Rig, free_addresses, iso, parse_iso, sha,
+from hil_tests.backup_rig import (Console, Operator, OddDevice, free_addresses, iso, parse_iso, rig_session, sha,
                                   wait_link, WRITE_OPS)
 
 KIB = 1024
@@ -34,27 +32,10 @@ CHUNK = 2048  # one tape block / link WRITE (devcmd.BLOCK_MAX)
 
 @pytest.fixture(scope="module")
 def rig(request, sim, tmp_path_factory):
-    ctl = open_console(request, sim, "controller", Console, timeout=30)
-    dev = open_console(request, sim, "backupdev", Console, timeout=30)
-    r = Rig(ctl, dev, sim)
-    r.tmp = str(tmp_path_factory.mktemp("backup"))
-    table_before = ctl.call("config show")
-    dev_before = {d["addr"]: d["device"] for d in dev.call("dev list")["devices"]}
-    st = dev.call("status")
-    r.trust_clock()
-    rtc0, mono0 = r.rtc(), time.monotonic()
-    if ctl.call("vol list")["count"] > 3:
-        pytest.fail("the controller holds %d volumes: this module needs 13 of the 16" % ctl.call("vol list")["count"])
-    try:
-        dev.call("mount policy auto")
-        dev.call("mount delay 100")
-        r.empty_drive()
-        lib = [a for a, spec in dev_before.items() if spec == "library"]
-        if lib:
-            r.lib = lib[0]
-        else:
-            r.lib = free_addresses(dev, 1)[0]
-            r.set_dev(r.lib, "library")
+    with rig_session(request, sim, str(tmp_path_factory.mktemp("backup"))) as r:
+        if r.ctl.call("vol list")["count"] > 3:
+            pytest.fail("the controller holds %d volumes: this module needs 13 of the 16" % r.ctl.call("vol list")["count"])
+        dev, rtc0 = r.dev, r.rtc()
         r.disk_addr, r.mismatch_addr, r.cut_addr, r.nodev_addr, r.odd_proc, r.odd_disk = \
             free_addresses(dev, 6, avoid=(r.lib,))
         # start times: daily, an hour apart, hours away from now, so that only
@@ -90,36 +71,6 @@ def rig(request, sim, tmp_path_factory):
         r.set_dev(r.cut_addr, "disk " + r.name("C"))
         r.load_table(r.table())
         yield r
-    finally:
-        if sim is not None:  # a test that failed half way may have left a board off
-            sim.power("controller", "on")
-            sim.power("backupdev", "on")
-        ctl.sync()
-        dev.sync()
-        r.empty_drive()
-        dev.call("mount policy %s" % st["policy"])
-        dev.call("mount delay %d" % st["mount_delay_ms"])
-        if ctl.call("config show")["sha256"] != table_before["sha256"]:
-            r.load_table(table_rules.check(table_before["table"]))
-        for v in r.volumes:
-            ctl.call("vol delete %s --yes" % v, check=False)
-        now = {d["addr"]: d["device"] for d in dev.call("dev list")["devices"]}
-        for a in sorted(set(now) | set(dev_before)):
-            if a not in dev_before:
-                dev.call("dev remove %d" % a)
-            elif now.get(a) != dev_before[a]:
-                dev.call("dev remove %d" % a, check=False)
-        for a, spec in sorted(dev_before.items()):
-            if now.get(a) != spec:
-                dev.call("dev set %d %s" % (a, spec))
-        for t in r.tapes:
-            dev.call("tape delete %s --yes" % t, check=False)
-        for d in r.disks:
-            dev.call("disk delete %s --yes" % d, check=False)
-        if sim is not None:  # the DS3231 as if no test had set it
-            ctl.call("rtc set " + iso(rtc0 + datetime.timedelta(seconds=round(time.monotonic() - mono0))))
-        ctl.close()
-        dev.close()
 
 
 # --- what every run must show -------------------------------------------------------

@@ -19,8 +19,7 @@ import pytest
 
 from host_tools.cmd_config import ConfigError
 from host_tools.console import ConsoleError
-from hil_tests.plugin import open_console
-from hil_tests.backup_rig import Console, Rig, free_addresses, iso, parse_iso
+from hil_tests.backup_rig import Console, free_addresses, iso, parse_iso, rig_session
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KIB = 1024
@@ -31,23 +30,8 @@ HOURLY = "*:45:07"  # far from the daily starts below (minutes 10-14), which the
 def rig(request, sim, tmp_path_factory):
     if sim is None:
         pytest.skip("needs the virtual boards' DS3231 faults and power control")
-    ctl = open_console(request, sim, "controller", Console, timeout=30)
-    dev = open_console(request, sim, "backupdev", Console, timeout=30)
-    r = Rig(ctl, dev, sim)
-    r.tmp = str(tmp_path_factory.mktemp("sched"))
-    table_before = ctl.call("config show")
-    dev_before = {d["addr"]: d["device"] for d in dev.call("dev list")["devices"]}
-    st = dev.call("status")
-    r.trust_clock()
-    rtc0, mono0 = r.rtc(), time.monotonic()
-    try:
-        dev.call("mount policy auto")
-        dev.call("mount delay 100")
-        r.empty_drive()
-        lib = [a for a, spec in dev_before.items() if spec == "library"]
-        r.lib = lib[0] if lib else free_addresses(dev, 1)[0]
-        if not lib:
-            r.set_dev(r.lib, "library")
+    with rig_session(request, sim, str(tmp_path_factory.mktemp("sched"))) as r:
+        dev, rtc0 = r.dev, r.rtc()
         r.disk1, r.disk2, r.disk3 = free_addresses(dev, 3, avoid=(r.lib,))
         hour0 = (rtc0.hour + 3) % 24
 
@@ -67,32 +51,6 @@ def rig(request, sim, tmp_path_factory):
         r.set_dev(r.disk3, "disk " + r.name("F"))
         r.load_table(r.table())
         yield r
-    finally:
-        sim.rtc("clear")
-        sim.power("controller", "on")
-        sim.power("backupdev", "on")
-        ctl.sync()
-        dev.sync()
-        dev.call("mount cancel", check=False)
-        r.empty_drive()
-        dev.call("mount policy %s" % st["policy"])
-        dev.call("mount delay %d" % st["mount_delay_ms"])
-        if ctl.call("config show")["sha256"] != table_before["sha256"]:
-            from host_tools.cmd_config import table_rules
-            r.load_table(table_rules.check(table_before["table"]))
-        for v in r.volumes:
-            ctl.call("vol delete %s --yes" % v, check=False)
-        for a in (r.disk1, r.disk2, r.disk3):
-            dev.call("dev remove %d" % a, check=False)
-        for a, spec in sorted(dev_before.items()):
-            dev.call("dev set %d %s" % (a, spec), check=False)
-        for t in r.tapes:
-            dev.call("tape delete %s --yes" % t, check=False)
-        for d in r.disks:
-            dev.call("disk delete %s --yes" % d, check=False)
-        ctl.call("rtc set " + iso(rtc0 + datetime.timedelta(seconds=round(time.monotonic() - mono0))))
-        ctl.close()
-        dev.close()
 
 
 @pytest.fixture(autouse=True)
