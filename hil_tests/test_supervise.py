@@ -186,16 +186,21 @@ def test_repl_works_past_the_watchdog_and_a_forgotten_repl_resets(sim, controlle
             assert con.call("version")["ok"]
 
 
+def _fixture_script(name):
+    """Run hil_tests/fixtures/NAME on the unix MicroPython over firmware/; its JSON result."""
+    here = os.path.dirname(__file__)
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "micropython"),
+                          os.path.join(here, "fixtures", name), os.path.join(here, "..", "firmware")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr + out.stdout
+    return json.loads(out.stdout)
+
+
 def test_rp2_hal_tells_reset_causes_apart_and_feeds_only_during_the_grace_period():
     """hal/rp2.py on the unix MicroPython with a stand-in `machine`: what a Pico
     would report after a power-on, `reboot`, a watchdog bite and a soft reset,
     and the REPL grace timer that feeds until its deadline and no longer."""
-    here = os.path.dirname(__file__)
-    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "micropython"),
-                          os.path.join(here, "fixtures", "rp2_watchdog_probe.py"), os.path.join(here, "..", "firmware")],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr + out.stdout
-    r = json.loads(out.stdout)
+    r = _fixture_script("rp2_watchdog_probe.py")
     assert (r["power_on"], r["after_reset"], r["watchdog"], r["late"]) == ("power-on", "reboot", "watchdog", "soft")
     assert r["wdt_timeout"] == 8388  # asked for 30 s: the RP2040 counts 8.388 s at most
     assert r["timer"] == [-1, 1000]
@@ -207,12 +212,7 @@ def test_engine_start_errors_end_the_run_and_clear_busy():
     """An SD error in catalog.new() or a DS3231 that does not answer when the run
     is stamped: the run ends abnormally (312, with the error) instead of killing
     the scheduler's runner, `busy` is clear and the channel's lock is free."""
-    here = os.path.dirname(__file__)
-    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "micropython"),
-                          os.path.join(here, "fixtures", "engine_start_errors.py"), os.path.join(here, "..", "firmware")],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr + out.stdout
-    r = json.loads(out.stdout)
+    r = _fixture_script("engine_start_errors.py")
     for case, err in (("catalog", "EIO"), ("clock", "ETIMEDOUT")):
         assert r[case]["step"] == 312 and r[case]["busy"] is None and r[case]["locked"] is False, (case, r[case])
         [(name, step, reason)] = r[case]["events"]

@@ -154,17 +154,22 @@ class ProbeBoard:
         os.symlink(os.ttyname(slave), os.path.join(self.dir, "uart0"))
         self._uart_slave = slave
 
-    def boot(self, heapsize, ballast=0, timeout=20):
-        """Boot with a `ballast`-byte bytearray held from before boot.py; the
-        `status` reply once the console answers, or None if it never does."""
+    def _start(self, heapsize):
+        """The board's process on a pty of its own: (process, pty master)."""
         from host_tools.sim.board import micropython_exe
-        with open(os.path.join(self.dir, "ballast"), "w") as f:
-            f.write(str(ballast))
         master, slave = pty.openpty()
         proc = subprocess.Popen([micropython_exe(), "-X", "heapsize=" + heapsize, "-i", VBOOT, self.dir],
                                 stdin=slave, stdout=slave, stderr=slave, cwd=self.dir, close_fds=True,
                                 start_new_session=True)
         os.close(slave)
+        return proc, master
+
+    def boot(self, heapsize, ballast=0, timeout=20):
+        """Boot with a `ballast`-byte bytearray held from before boot.py; the
+        `status` reply once the console answers, or None if it never does."""
+        with open(os.path.join(self.dir, "ballast"), "w") as f:
+            f.write(str(ballast))
+        proc, master = self._start(heapsize)
         out = b""
         asked = 0.0
         deadline = time.monotonic() + timeout
@@ -197,12 +202,7 @@ class ProbeBoard:
 
     def rom(self, heapsize, timeout=20):
         """mem_alloc as /boot.py starts (the tree's boot.py must print "ROM n")."""
-        from host_tools.sim.board import micropython_exe
-        master, slave = pty.openpty()
-        proc = subprocess.Popen([micropython_exe(), "-X", "heapsize=" + heapsize, "-i", VBOOT, self.dir],
-                                stdin=slave, stdout=slave, stderr=slave, cwd=self.dir, close_fds=True,
-                                start_new_session=True)
-        os.close(slave)
+        proc, master = self._start(heapsize)
         out = b""
         deadline = time.monotonic() + timeout
         try:
